@@ -1,0 +1,50 @@
+"""`key=value` command lines: parsing and the one way every command reports bad input."""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from typing import NoReturn
+
+
+class UsageError(ValueError):
+    """Bad command-line input; the message names the problem and the valid choices."""
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def suggest(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.5)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def split_kv(argv: list[str]) -> dict[str, str]:
+    """['a=1', 'b.c=x,y'] -> {'a': '1', 'b.c': 'x,y'}; a token without '=' or a repeated key is
+    an error."""
+    out: dict[str, str] = {}
+    for tok in argv:
+        key, sep, value = tok.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"expected key=value, got {tok!r}")
+        if key in out:
+            raise UsageError(f"key {key!r} given twice")
+        out[key] = value.strip()
+    return out
+
+
+def check_keys(given: dict[str, str], valid) -> None:
+    for key in given:
+        if key not in valid:
+            raise UsageError(f"unknown key {key!r}{suggest(key, valid)}; valid keys: "
+                             f"{', '.join(sorted(valid))}")
+
+
+def check_choice(key: str, value: str, choices) -> str:
+    if value not in choices:
+        raise UsageError(f"bad value {value!r} for {key}{suggest(value, choices)}; "
+                         f"valid: {', '.join(choices)}")
+    return value
