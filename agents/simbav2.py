@@ -1,0 +1,278 @@
+"""SimbaV2: SAC with hyperspherical normalisation, a categorical critic and reward scaling.
+
+Follows simbav2-spec.md §1-2 (where paper and released code differ, the defaults reproduce the
+code behind the published numbers; switches select the release behaviour). The learner state
+is one immutable pytree; `init`, `act` and `update` are pure functions, and one `update` call
+runs k gradient updates as a `lax.scan` over a (k, batch, ...) block inside one jit.
+
+Update order per gradient step: actor -> temperature -> critic (target from the *new* actor and
+*new* temperature) -> Polyak target. Kernels are re-projected onto the sphere after every actor
+and critic step, never the target.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import flax.struct as struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from agents import distributional as dist
+from agents.base import AgentSpec
+from agents.layers import project_kernels
+from agents.networks import CategoricalCritic, SimbaV2Actor, stack_heads
+from agents.policies import sample_tanh_gaussian, temperature_loss
+from agents.stability import feature_metrics, norm_metrics
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    width: int = 512   # hidden width d of the embedder, blocks and head
+    depth: int = 2     # number of LERP residual blocks L
+
+
+@dataclass(frozen=True)
+class Config:
+    """SimbaV2 settings; the defaults are the paper's (simbav2-spec.md §2.1)."""
+
+    actor: NetworkConfig = field(default=NetworkConfig(width=128, depth=1))  # actor body
+    critic: NetworkConfig = field(default=NetworkConfig(width=512, depth=2))  # critic body
+    num_atoms: int = 101             # categorical critic atoms on [-g_max, g_max]
+    g_max: float = 5.0               # critic support bound and reward-scaling bound on |G|
+    c_shift: float = 3.0             # constant appended to the input before the l2 projection
+    scaler_init: str = "paper"       # paper: embedder 1/1, block 1/sqrt d; release: sqrt(2/d), sqrt(2/d)/2
+    g_reset: str = "terminated"      # reset the running return G on: terminated (paper) | done (release)
+    batch_size: int = 256            # transitions per gradient update
+    lr_init: float = 1e-4            # Adam LR at the first update (actor, critic, temperature)
+    lr_end: float = 5e-5             # Adam LR after the planned number of updates (linear decay)
+    tau: float = 0.005               # Polyak rate of the target critic, every update
+    temperature_init: float = 0.01   # initial SAC temperature alpha
+    target_entropy_scale: float = 0.5  # target entropy = -scale * |A|
+    updates_per_frame: float | None = None  # gradient updates per environment frame (default 1.0 = paper's UTD 2)
+    utd: float | None = None         # the paper's "UTD k" = k/2 updates per env frame (k per agent step at repeat 2)
+    cdq: str = "auto"                # clipped double-Q: auto (= the domain is episodic) | on | off
+    log_std_min: float = -10.0       # lower bound of the actor's log std
+    log_std_max: float = 2.0         # upper bound of the actor's log std
+
+    CHOICES = {"scaler_init": ("paper", "release"), "g_reset": ("terminated", "done"),
+               "cdq": ("auto", "on", "off")}
+
+    def __post_init__(self):
+        for key, valid in self.CHOICES.items():
+            if getattr(self, key) not in valid:
+                raise ValueError(f"bad value {getattr(self, key)!r} for {key}; valid: "
+                                 f"{', '.join(valid)}")
+        upf, utd = self.updates_per_frame, self.utd
+        if upf is not None and utd is not None and abs(upf - utd / 2) > 1e-12:
+            raise ValueError(f"updates_per_frame={upf} and utd={utd} disagree (utd k means k/2 "
+                             "updates per frame); set one of them")
+        if self.frame_update_rate <= 0:
+            raise ValueError("updates_per_frame / utd must be positive")
+
+    @property
+    def frame_update_rate(self) -> float:
+        """Gradient updates per environment frame."""
+        if self.updates_per_frame is not None:
+            return float(self.updates_per_frame)
+        return float(self.utd) / 2.0 if self.utd is not None else 1.0
+
+    def num_heads(self, spec: AgentSpec) -> int:
+        on = {"auto": spec.episodic, "on": True, "off": False}[self.cdq]
+        return 2 if on else 1
+
+
+class TrainState(struct.PyTreeNode):
+    params: dict
+    opt_state: optax.OptState
+
+
+class SimbaV2(struct.PyTreeNode):
+    """The whole learner state (everything but the host-side float64 normalisers)."""
+
+    actor: TrainState
+    critic: TrainState
+    target: dict             # target critic params (EMA, not re-projected)
+    temperature: TrainState  # params: log alpha (scalar)
+    step: jax.Array          # gradient updates done
+    key: jax.Array
+    config: Config = struct.field(pytree_node=False)
+    spec: AgentSpec = struct.field(pytree_node=False)
+
+
+class _Static:
+    """Modules, optimisers and constants derived from (config, spec); cached so every state
+    built for the same setting shares them (and jit caches stay warm)."""
+
+    def __init__(self, config: Config, spec: AgentSpec):
+        c = config
+        self.actor = SimbaV2Actor(spec.act_dim, c.actor.width, c.actor.depth, c.c_shift,
+                                  c.scaler_init, c.log_std_min, c.log_std_max)
+        self.critic = CategoricalCritic(c.num_heads(spec), c.critic.width, c.critic.depth,
+                                         c.num_atoms, c.c_shift, c.scaler_init)
+        self.atoms = dist.support(c.num_atoms, -c.g_max, c.g_max)
+        schedule = optax.linear_schedule(c.lr_init, c.lr_end, max(int(spec.total_updates), 1))
+        self.tx = optax.adam(schedule)
+        self.target_entropy = -c.target_entropy_scale * spec.act_dim
+
+
+@functools.lru_cache(maxsize=64)
+def _static(config: Config, spec: AgentSpec) -> _Static:
+    return _Static(config, spec)
+
+
+def init(config: Config, spec: AgentSpec, seed: int) -> SimbaV2:
+    """A fresh learner: projected actor and critic, target = critic, log alpha = log(init)."""
+    return _init(config, spec, jax.random.PRNGKey(seed))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _init(config: Config, spec: AgentSpec, key: jax.Array) -> SimbaV2:
+    s = _static(config, spec)
+    key, k_actor, k_critic = jax.random.split(key, 3)
+    obs = jnp.zeros((1, spec.obs_dim), jnp.float32)
+    act = jnp.zeros((1, spec.act_dim), jnp.float32)
+    actor = project_kernels(s.actor.init(k_actor, obs)["params"])
+    critic = project_kernels(s.critic.init(k_critic, obs, act)["params"])
+    log_alpha = jnp.asarray(jnp.log(config.temperature_init), jnp.float32)
+    return SimbaV2(
+        actor=TrainState(actor, s.tx.init(actor)),
+        critic=TrainState(critic, s.tx.init(critic)),
+        target=jax.tree.map(jnp.copy, critic),
+        temperature=TrainState(log_alpha, s.tx.init(log_alpha)),
+        step=jnp.zeros((), jnp.int32), key=key, config=config, spec=spec)
+
+
+def _policy(agent: SimbaV2, obs: jax.Array, params=None):
+    s = _static(agent.config, agent.spec)
+    return s.actor.apply({"params": agent.actor.params if params is None else params}, obs)
+
+
+@functools.partial(jax.jit, static_argnames="deterministic")
+def act(agent: SimbaV2, obs: jax.Array, key: jax.Array, deterministic: bool = False):
+    """obs (B, obs_dim), normalised -> actions (B, act_dim) in [-1, 1]; deterministic = tanh(mean)."""
+    mean, log_std, _ = _policy(agent, obs)
+    if deterministic:
+        return jnp.tanh(mean)
+    return sample_tanh_gaussian(key, mean, log_std)[0]
+
+
+def _apply_adam(state: TrainState, grads, tx, project: bool) -> TrainState:
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    return TrainState(project_kernels(params) if project else params, opt_state)
+
+
+def _gradient_step(agent: SimbaV2, batch: dict) -> tuple[SimbaV2, dict]:
+    """One SimbaV2 update on one batch: obs/next_obs (B, O) normalised, action (B, A),
+    reward (B,) scaled, terminated (B,) in {0, 1}."""
+    s = _static(agent.config, agent.spec)
+    c = agent.config
+    key, k_actor, k_next = jax.random.split(agent.key, 3)
+    critic_apply = s.critic.apply
+    alpha = jnp.exp(agent.temperature.params)
+
+    # 1. actor: maximise min-head Q of the online critic minus alpha log pi
+    def actor_loss(params):
+        mean, log_std, _ = s.actor.apply({"params": params}, batch["obs"])
+        action, log_prob = sample_tanh_gaussian(k_actor, mean, log_std)
+        logits, _ = critic_apply({"params": agent.critic.params}, batch["obs"], action)
+        q = dist.expected_value(jax.nn.softmax(logits, axis=-1), s.atoms)     # (H, B)
+        return jnp.mean(alpha * log_prob - jnp.min(q, axis=0)), log_prob
+
+    (a_loss, log_prob), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(
+        agent.actor.params)
+    actor = _apply_adam(agent.actor, a_grads, s.tx, project=True)
+    entropy = -jnp.mean(log_prob)
+
+    # 2. temperature, on the actor step's (constant) entropy
+    t_loss, t_grad = jax.value_and_grad(temperature_loss)(
+        agent.temperature.params, entropy, s.target_entropy)
+    temperature = _apply_adam(agent.temperature, t_grad, s.tx, project=False)
+    alpha_new = jnp.exp(temperature.params)
+
+    # 3. critic: C51 projection of r + gamma (1 - term) (z - alpha_new log pi'(a'|s'))
+    mean, log_std, _ = s.actor.apply({"params": actor.params}, batch["next_obs"])
+    next_action, next_log_prob = sample_tanh_gaussian(k_next, mean, log_std)
+    next_logits, _ = critic_apply({"params": agent.target}, batch["next_obs"], next_action)
+    next_probs = dist.min_head(jax.nn.softmax(next_logits, axis=-1), s.atoms)  # (B, N)
+    bootstrap = agent.spec.discount * (1.0 - batch["terminated"])
+    target_atoms = batch["reward"][:, None] + bootstrap[:, None] * (
+        s.atoms[None, :] - alpha_new * next_log_prob[:, None])
+    target = jax.lax.stop_gradient(dist.project(target_atoms, next_probs, -c.g_max, c.g_max))
+
+    def critic_loss(params):
+        logits, _ = critic_apply({"params": params}, batch["obs"], batch["action"])
+        return dist.cross_entropy(logits, target), logits
+
+    (c_loss, logits), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(
+        agent.critic.params)
+    critic = _apply_adam(agent.critic, c_grads, s.tx, project=True)
+
+    # 4. Polyak target (kept off the sphere, as the paper's code)
+    target_params = jax.tree.map(lambda t, p: (1.0 - c.tau) * t + c.tau * p,
+                                 agent.target, critic.params)
+
+    q = dist.expected_value(jax.nn.softmax(logits, axis=-1), s.atoms)
+    metrics = {
+        "actor/loss": a_loss, "actor/entropy": entropy,
+        "temperature/loss": t_loss, "temperature/value": alpha_new,
+        "critic/loss": c_loss, "critic/q_mean": jnp.mean(q),
+        "critic/target_q_mean": jnp.mean(target @ s.atoms),
+        "critic/reward_mean": jnp.mean(batch["reward"]),
+    }
+    new = agent.replace(actor=actor, critic=critic, target=target_params,
+                        temperature=temperature, step=agent.step + 1, key=key)
+    return new, metrics
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def update(agent: SimbaV2, block: dict) -> tuple[SimbaV2, dict]:
+    """k gradient updates, one per leading index of `block` (k, batch, ...), in one lax.scan.
+    Returns the new state and the metrics averaged over the k updates (device scalars, plus
+    `health/finite`, false when any loss was NaN/Inf). The input state is donated."""
+    agent, metrics = jax.lax.scan(_gradient_step, agent, block)
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(metrics[k]))
+                                for k in ("actor/loss", "critic/loss", "temperature/loss")]))
+    out = {k: jnp.mean(v) for k, v in metrics.items()}
+    out["health/finite"] = finite
+    return agent, out
+
+
+@jax.jit
+def stability_metrics(agent: SimbaV2, batch: dict) -> dict:
+    """§5 metrics of actor and critic on one batch: per group (encoder, predictor, total)
+    parameter norm, raw gradient norm (of the losses at the current parameters) and effective
+    LR, and feature norms of every block and of the head's hidden vector."""
+    s = _static(agent.config, agent.spec)
+    c = agent.config
+    k_actor, k_next = jax.random.split(jax.random.fold_in(agent.key, 7))
+    alpha = jnp.exp(agent.temperature.params)
+    mean, log_std, next_feats = s.actor.apply({"params": agent.actor.params}, batch["next_obs"])
+    next_action, next_log_prob = sample_tanh_gaussian(k_next, mean, log_std)
+    next_logits, _ = s.critic.apply({"params": agent.target}, batch["next_obs"], next_action)
+    next_probs = dist.min_head(jax.nn.softmax(next_logits, axis=-1), s.atoms)
+    bootstrap = agent.spec.discount * (1.0 - batch["terminated"])
+    target = dist.project(batch["reward"][:, None] + bootstrap[:, None] * (
+        s.atoms[None, :] - alpha * next_log_prob[:, None]), next_probs, -c.g_max, c.g_max)
+
+    def critic_loss(params):
+        logits, feats = s.critic.apply({"params": params}, batch["obs"], batch["action"])
+        return dist.cross_entropy(logits, target), feats
+
+    (_, c_feats), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(agent.critic.params)
+
+    def actor_loss(params):
+        mean, log_std, feats = s.actor.apply({"params": params}, batch["obs"])
+        action, log_prob = sample_tanh_gaussian(k_actor, mean, log_std)
+        logits, _ = s.critic.apply({"params": agent.critic.params}, batch["obs"], action)
+        q = dist.expected_value(jax.nn.softmax(logits, axis=-1), s.atoms)
+        return jnp.mean(alpha * log_prob - jnp.min(q, axis=0)), feats
+
+    (_, a_feats), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(agent.actor.params)
+    return {**norm_metrics(stack_heads(agent.critic.params), stack_heads(c_grads), "critic"),
+            **feature_metrics(c_feats, "critic"),
+            **norm_metrics(agent.actor.params, a_grads, "actor"),
+            **feature_metrics(a_feats, "actor")}
