@@ -6,6 +6,7 @@ An agent module exposes:
   act(state, obs, key, deterministic)      obs (B, obs_dim) normalised -> actions (B, act_dim)
   update(state, block) -> (state, metrics) k gradient updates on a (k, batch, ...) block
   stability_metrics(state, batch) -> dict  norm / ELR / feature metrics on one batch
+  normalizers(config, spec) -> (obs, reward) host-side statistics objects (or None each)
 Adding a baseline = one new module + one line in AGENTS.
 """
 

@@ -23,6 +23,7 @@ import optax
 from agents import distributional as dist
 from agents.base import AgentSpec
 from agents.layers import project_kernels
+from agents.normalization import ObservationNormalizer, RewardScaler
 from agents.networks import CategoricalCritic, SimbaV2Actor, stack_heads
 from agents.policies import sample_tanh_gaussian, temperature_loss
 from agents.stability import feature_metrics, norm_metrics
@@ -143,6 +144,12 @@ def _init(config: Config, spec: AgentSpec, key: jax.Array) -> SimbaV2:
         target=jax.tree.map(jnp.copy, critic),
         temperature=TrainState(log_alpha, s.tx.init(log_alpha)),
         step=jnp.zeros((), jnp.int32), key=key, config=config, spec=spec)
+
+
+def normalizers(config: Config, spec: AgentSpec):
+    """Host-side float64 statistics this agent trains with: (observations, rewards)."""
+    return (ObservationNormalizer((spec.obs_dim,)),
+            RewardScaler(spec.discount, config.g_max, config.g_reset))
 
 
 def _policy(agent: SimbaV2, obs: jax.Array, params=None):

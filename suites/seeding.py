@@ -7,7 +7,8 @@ import zlib
 import numpy as np
 
 # Streams of one run. Stable integers, never reordered (changing them changes every result).
-STREAMS = {"train_env": 1, "eval_env": 2, "agent": 3, "replay": 4, "warmup": 5}
+STREAMS = {"train_env": 1, "eval_env": 2, "agent": 3, "replay": 4, "warmup": 5, "act": 6,
+           "metrics": 7}
 
 
 def derive_seed(seed: int, *keys: int | str) -> int:

@@ -1,0 +1,213 @@
+"""Run settings, `key=value` overrides of nested dataclass configs, and stable run ids.
+
+A run is (agent config, run config, task, seed). Overrides use flat dotted keys over both
+configs (`critic.width=128`, `utd=4`, `eval_every=20000`); every key and value is checked
+against the dataclass fields' types before anything starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import Any
+
+from harness.cli import UsageError, suggest
+
+OPERATIONAL = {"operational": True}  # field metadata: does not change results, not in the run id
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How one run is driven; defaults follow the paper's protocol (simbav2-spec.md §2, §7.2)."""
+
+    task: str = "cartpole-balance"      # benchmark task (any published spelling)
+    seed: int = 0                       # run seed: agent, replay, warm-up and env seeds derive from it
+    frames: int = 1_000_000             # budget in env frames (agent steps x action repeat)
+    exp: str = field(default="default", metadata=OPERATIONAL)   # experiment name (method label)
+    root: str = field(default="runs", metadata=OPERATIONAL)     # run-store root directory
+    agent: str = "simbav2"              # agent module (agents.base.AGENTS)
+    warmup_steps: int = 5000            # random-action transitions before learning starts
+    buffer_size: int = 1_000_000        # replay capacity in transitions
+    eval_every: int = 0                 # env frames between evaluations; 0 = 50,000 agent steps
+    eval_episodes: int = 10             # deterministic episodes per evaluation
+    update_block: int = 0               # gradient updates per fused call (k); 0 = updates due per agent step
+    log_every: int = field(default=10_000, metadata=OPERATIONAL)  # env frames between training-metric rows
+    metrics_every: int = field(default=0, metadata=OPERATIONAL)   # env frames between norm/ELR metrics; 0 = 50,000 agent steps, -1 = never
+    checkpoint_every: int = field(default=100_000, metadata=OPERATIONAL)  # env frames between checkpoints; 0 = only on signals and at the end
+    progress: str = field(default="auto", metadata=OPERATIONAL)  # auto | bar | lines | none
+
+    CHOICES = {"progress": ("auto", "bar", "lines", "none")}
+
+    def validate(self) -> None:
+        for key, valid in self.CHOICES.items():
+            if getattr(self, key) not in valid:
+                raise UsageError(f"bad value {getattr(self, key)!r} for {key}; valid: "
+                                 f"{', '.join(valid)}")
+        for key in ("frames", "buffer_size", "eval_episodes"):
+            if getattr(self, key) <= 0:
+                raise UsageError(f"{key} must be positive, got {getattr(self, key)}")
+        for key in ("warmup_steps", "eval_every", "update_block", "log_every",
+                    "checkpoint_every"):
+            if getattr(self, key) < 0:
+                raise UsageError(f"{key} must be >= 0, got {getattr(self, key)}")
+
+
+# -- typed dotted overrides of nested frozen dataclasses ------------------------------------
+
+def flat_fields(cfg, prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """{'critic.width': (type, current value), ...} for every leaf field of a dataclass."""
+    hints = typing.get_type_hints(type(cfg))
+    out: dict[str, tuple[Any, Any]] = {}
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if is_dataclass(value):
+            out.update(flat_fields(value, f"{prefix}{f.name}."))
+        else:
+            out[prefix + f.name] = (hints[f.name], value)
+    return out
+
+
+def _type_name(tp) -> str:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if args:
+        return " or ".join(_type_name(a) for a in args) + (
+            " or none" if type(None) in typing.get_args(tp) else "")
+    return getattr(tp, "__name__", str(tp))
+
+
+def parse_value(key: str, text: str, tp):
+    """Convert command-line text to the field type `tp` (int, float, bool, str, X | None)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if type(None) in options and text.lower() in ("none", "null", ""):
+            return None
+        for opt in options:
+            if opt is type(None):
+                continue
+            try:
+                return parse_value(key, text, opt)
+            except UsageError:
+                pass
+        raise UsageError(f"bad value {text!r} for {key}: expected {_type_name(tp)}")
+    try:
+        if tp is bool:
+            low = text.lower()
+            if low in ("true", "1", "yes", "on"):
+                return True
+            if low in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if tp is int:
+            f = float(text.replace("_", ""))
+            if not f.is_integer():
+                raise ValueError
+            return int(f)
+        if tp is float:
+            return float(text)
+        if tp is str:
+            return text
+    except ValueError:
+        raise UsageError(f"bad value {text!r} for {key}: expected {_type_name(tp)}") from None
+    raise UsageError(f"{key} cannot be set from the command line")
+
+
+def override(cfg, values: dict[str, Any]):
+    """A copy of dataclass `cfg` with dotted keys set; values are already typed."""
+    nested: dict[str, dict] = {}
+    direct: dict[str, Any] = {}
+    for key, v in values.items():
+        head, _, rest = key.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = v
+        else:
+            direct[head] = v
+    for head, sub in nested.items():
+        direct[head] = override(getattr(cfg, head), sub)
+    return replace(cfg, **direct)
+
+
+def apply_overrides(cfg, given: dict[str, str], valid: dict[str, tuple[Any, Any]] | None = None):
+    """Parse and apply {'critic.width': '128'}; unknown keys and bad values raise UsageError."""
+    valid = flat_fields(cfg) if valid is None else valid
+    typed = {}
+    for key, text in given.items():
+        if key not in valid:
+            raise UsageError(f"unknown key {key!r}{suggest(key, valid)}")
+        typed[key] = parse_value(key, text, valid[key][0])
+    try:
+        return override(cfg, typed)
+    except (ValueError, TypeError) as e:
+        raise UsageError(str(e)) from None
+
+
+def to_dict(cfg) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def from_dict(cls, data: dict):
+    """Rebuild a (nested) frozen dataclass from `to_dict` output."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        v = data[f.name]
+        kwargs[f.name] = from_dict(hints[f.name], v) if is_dataclass(hints[f.name]) else v
+    return cls(**kwargs)
+
+
+def run_id(agent_cfg, run_cfg: RunConfig, task: str) -> str:
+    """Stable id of what determines a run's results: agent config, result-relevant run
+    settings, canonical task and seed. Not time, paths, job ids or logging cadences."""
+    relevant = {f.name: getattr(run_cfg, f.name) for f in fields(run_cfg)
+                if not f.metadata.get("operational")}
+    relevant["task"] = task
+    payload = json.dumps({"agent": to_dict(agent_cfg), "run": relevant}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+# -- the command-line namespace of one run: run settings + the chosen agent's settings --------
+
+def agent_config_class(name: str):
+    from agents.base import AGENTS, get_agent
+
+    if name not in AGENTS:
+        raise UsageError(f"unknown agent {name!r}{suggest(name, AGENTS)}; valid: "
+                         f"{', '.join(AGENTS)}")
+    return get_agent(name).Config
+
+
+def valid_keys(agent: str) -> dict[str, tuple[Any, Any]]:
+    """Every settable key for a run of `agent`: run settings and agent settings (flat, dotted)."""
+    run_keys = flat_fields(RunConfig())
+    agent_keys = flat_fields(agent_config_class(agent)())
+    clash = set(run_keys) & set(agent_keys)
+    assert not clash, f"run and agent settings share names: {clash}"
+    return {**run_keys, **agent_keys}
+
+
+def build(given: dict[str, str]):
+    """(RunConfig, agent config) from `key=value` strings; raises UsageError naming the key."""
+    agent = given.get("agent", RunConfig.agent)
+    keys = valid_keys(agent)
+    for key in given:
+        if key not in keys:
+            raise UsageError(f"unknown key {key!r}{suggest(key, keys)}; valid keys: "
+                             f"{', '.join(sorted(keys))}")
+    run_given = {k: v for k, v in given.items() if k in flat_fields(RunConfig())}
+    agent_given = {k: v for k, v in given.items() if k not in run_given}
+    run_cfg = apply_overrides(RunConfig(), run_given, keys)
+    agent_cfg = apply_overrides(agent_config_class(agent)(), agent_given, keys)
+    run_cfg.validate()
+    from suites import RegistryError, canonical_name
+
+    try:
+        run_cfg = replace(run_cfg, task=canonical_name(run_cfg.task))
+    except RegistryError as e:
+        raise UsageError(str(e)) from None
+    return run_cfg, agent_cfg

@@ -1,0 +1,55 @@
+"""`python -m harness.run task=<task> agent=simbav2 seed=<int> frames=<int> root=<dir>
+exp=<name> [any run or agent setting as key=value]`
+
+Runs one run in the foreground: starts it, resumes it from its checkpoint, or says it is
+already completed. Bad keys or values are rejected before anything starts (exit status 2).
+Exit status: 0 completed, 1 failed (reason in status.json), 3 stopped by a signal after
+writing a checkpoint (run the same command again to continue).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("MUJOCO_GL", "disable")
+
+from harness.cli import UsageError, fail, split_kv  # noqa: E402
+from harness.config import build  # noqa: E402
+
+
+def main(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        return 0
+    try:
+        run_cfg, agent_cfg = build(split_kv(argv))
+        from suites import is_available
+
+        if not is_available(run_cfg.task):
+            from suites.envs.humanoid_bench import INSTALL_HINT
+            raise UsageError(f"task {run_cfg.task} needs HumanoidBench. {INSTALL_HINT}")
+    except UsageError as e:
+        fail(str(e))
+    from harness.jaxsetup import configure
+    from harness.runner import Preempted, Run, RunFailed
+
+    configure()
+    from harness.store import RunDir
+
+    store = RunDir(run_cfg.root, run_cfg.exp, run_cfg.task, run_cfg.seed)
+    try:
+        result = Run(run_cfg, agent_cfg, store=store).run()
+    except RunFailed as e:
+        print(f"error: run failed: {e}", file=sys.stderr)
+        return 1
+    except Preempted as e:
+        print(f"stopped by {e}; checkpoint written, run the same command to continue",
+              file=sys.stderr)
+        return 3
+    print(f"{store.path}: {result}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

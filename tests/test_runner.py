@@ -1,0 +1,221 @@
+"""The runner and run store on a real fast task: files, exact resume after kill -9, corrupt
+checkpoints, completed runs, NaN handling, bad input, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness import checkpoint
+from harness.store import RunDir
+
+TINY = ["task=cartpole-balance", "frames=3000", "warmup_steps=250", "actor.width=16",
+        "critic.width=32", "critic.depth=1", "batch_size=32", "eval_every=1000",
+        "eval_episodes=2", "log_every=500", "metrics_every=1000", "checkpoint_every=400",
+        "progress=lines"]
+
+
+def _cmd(root, *extra, exp="t"):
+    keys = {e.split("=")[0] for e in extra}
+    base = [a for a in TINY if a.split("=")[0] not in keys]
+    return [sys.executable, "-m", "harness.run", *base, f"root={root}", f"exp={exp}", *extra]
+
+
+def _run(root, *extra, exp="t", check=True):
+    p = subprocess.run(_cmd(root, *extra, exp=exp), capture_output=True, text=True,
+                       timeout=600)
+    if check and p.returncode != 0:
+        raise AssertionError(f"exit {p.returncode}\n{p.stderr[-3000:]}")
+    return p
+
+
+def _dir(root, exp="t", task="cartpole-balance", seed=0) -> Path:
+    return Path(root) / exp / task / f"seed_{seed}"
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """One uninterrupted run; other tests compare against its eval.csv."""
+    root = tmp_path_factory.mktemp("ref")
+    _run(root)
+    return root
+
+
+def test_a_run_writes_the_documented_layout(reference):
+    d = _dir(reference)
+    assert {p.name for p in d.iterdir()} >= {"config.json", "status.json", "eval.csv",
+                                            "metrics.parquet", "run.log", "final"}
+    assert not (d / "checkpoints").exists()  # heavy checkpoints dropped once completed
+    status = json.loads((d / "status.json").read_text())
+    assert status["state"] == "completed" and status["frames_done"] == 3000
+    assert status["wall_time_s"] > 0 and status["device"]
+    config = json.loads((d / "config.json").read_text())
+    assert config["task"] == "cartpole-balance" and config["agent"]["critic"]["width"] == 32
+    assert config["agent"]["updates_per_frame"] == 1.0 and len(config["run_id"]) == 16
+    ev = pd.read_csv(d / "eval.csv")
+    assert list(ev.columns) == ["exp_name", "env_name", "seed", "metric", "env_step", "value"]
+    assert ev["env_step"].tolist() == [0, 1000, 2000, 3000]
+    assert set(ev["metric"]) == {"avg_return"} and (ev["exp_name"] == "t").all()
+    m = pd.read_parquet(d / "metrics.parquet")
+    assert m["frames"].tolist() == [500, 1000, 1500, 2000, 2500, 3000]
+    for col in ("critic/loss", "actor/loss", "temperature/value", "critic/q_mean",
+                "throughput/frames_per_s", "time/wall_s", "critic/encoder/effective_pnorm",
+                "critic/predictor/effective_lr", "critic/encoder/featnorm"):
+        assert col in m.columns, col
+    assert m["critic/encoder/effective_pnorm"].notna().sum() == 3  # at 1000, 2000, 3000
+
+
+def test_a_completed_run_is_skipped(reference):
+    d = _dir(reference)
+    before = {p.name: p.stat().st_mtime_ns for p in d.iterdir() if p.is_file()}
+    p = _run(reference)
+    assert "already completed" in p.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in d.iterdir() if p.is_file()} == before
+
+
+def _wait_for_checkpoints(d: Path, n: int, proc, timeout=300):
+    end = time.time() + timeout
+    while time.time() < end:
+        ck = sorted((d / "checkpoints").glob("ckpt_*")) if (d / "checkpoints").exists() else []
+        if ck and int(ck[-1].name.split("_")[1]) >= n:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended early: {proc.stderr.read()[-2000:]}")
+        time.sleep(0.05)
+    raise AssertionError("no checkpoint appeared")
+
+
+def test_kill_9_at_several_points_then_resume_gives_identical_eval_rows(reference, tmp_path):
+    d = _dir(tmp_path)
+    for frames in (400, 1200, 2000):  # before warm-up ends, mid-training, after an eval
+        proc = subprocess.Popen(_cmd(tmp_path), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        _wait_for_checkpoints(d, frames, proc)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert json.loads((d / "status.json").read_text())["state"] == "running"
+    p = _run(tmp_path)
+    assert "resumed from ckpt_" in p.stderr
+    assert (d / "eval.csv").read_bytes() == (_dir(reference) / "eval.csv").read_bytes()
+    status = json.loads((d / "status.json").read_text())
+    assert status["state"] == "completed" and status["attempts"] == 4
+
+
+def test_sigterm_writes_a_checkpoint_and_the_run_continues_exactly(reference, tmp_path):
+    d = _dir(tmp_path)
+    proc = subprocess.Popen(_cmd(tmp_path, "checkpoint_every=0"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    end = time.time() + 300
+    while not (d / "eval.csv").exists() or len((d / "eval.csv").read_text().splitlines()) < 3:
+        assert time.time() < end and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGUSR2)
+    assert proc.wait(timeout=120) == 3
+    status = json.loads((d / "status.json").read_text())
+    assert status["state"] == "pending" and "SIGUSR2" in status["reason"]
+    _run(tmp_path, "checkpoint_every=0")
+    assert (d / "eval.csv").read_bytes() == (_dir(reference) / "eval.csv").read_bytes()
+
+
+def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(reference, tmp_path):
+    d = _dir(tmp_path)
+    proc = subprocess.Popen(_cmd(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    _wait_for_checkpoints(d, 1600, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    ckpts = sorted((d / "checkpoints").glob("ckpt_*"))
+    assert len(ckpts) == 2
+    victim = sorted((ckpts[-1] / "arrays").glob("agent*"))[0]
+    data = bytearray(victim.read_bytes())
+    data[-8:] = b"\x00\xff" * 4
+    victim.write_bytes(bytes(data))
+    p = _run(tmp_path)
+    assert "unusable" in p.stderr and f"resumed from {ckpts[0].name}" in p.stderr
+    assert (d / "eval.csv").read_bytes() == (_dir(reference) / "eval.csv").read_bytes()
+
+
+def test_non_finite_losses_fail_the_run_and_keep_the_last_good_checkpoint(tmp_path):
+    p = _run(tmp_path, "lr_init=1e38", "lr_end=1e38", "checkpoint_every=200", check=False)
+    assert p.returncode == 1
+    d = _dir(tmp_path)
+    status = json.loads((d / "status.json").read_text())
+    assert status["state"] == "failed"
+    assert "non-finite" in status["reason"] and "loss" in status["reason"]
+    assert "at update" in status["reason"] and "frame" in status["reason"]
+    frames, _, meta, _ = checkpoint.load_latest(d / "checkpoints")
+    assert 0 < frames <= status["frames_done"]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["critic.widht=64"], "critic.width"),
+    (["seed=abc"], "expected int"),
+    (["task=cartpole-balanse"], "cartpole-balance"),
+    (["progress=fancy"], "auto, bar, lines, none"),
+    (["scaler_init=nope"], "paper, release"),
+    (["agent=simbav3"], "simbav2"),
+    (["utd=2", "updates_per_frame=2"], "disagree"),
+    (["frames=0"], "frames must be positive"),
+    (["frames"], "key=value"),
+])
+def test_bad_input_is_rejected_before_anything_starts(tmp_path, args, needle):
+    p = subprocess.run([sys.executable, "-m", "harness.run", f"root={tmp_path}", *args],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2, p.stderr
+    assert needle in p.stderr
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_unknown_key_lists_the_valid_keys(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "harness.run", "nonsense=1"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "valid keys:" in p.stderr and "critic.width" in p.stderr
+
+
+def test_another_config_in_the_same_run_directory_is_refused(reference):
+    p = _run(reference, "critic.width=64", check=False)
+    assert p.returncode == 1 and "another configuration" in p.stderr
+
+
+def test_a_crash_during_append_leaves_the_previous_file(tmp_path, monkeypatch):
+    store = RunDir(tmp_path, "e", "cartpole-balance", 0)
+    row = dict(exp_name="e", env_name="cartpole-balance", seed=0, metric="avg_return",
+               env_step=0, value=1.5)
+    store.append_eval_rows([row])
+    before = store.eval_path.read_bytes()
+
+    def crash(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        store.append_eval_rows([{**row, "env_step": 1000}])
+    monkeypatch.undo()
+    assert store.eval_path.read_bytes() == before
+    assert [p.name for p in store.path.iterdir()] == ["eval.csv"]  # no temp file left
+    assert pd.read_csv(store.eval_path)["env_step"].tolist() == [0]
+
+
+def test_a_second_process_cannot_take_a_held_run(tmp_path):
+    from harness.store import RunLocked
+
+    a = RunDir(tmp_path, "e", "cartpole-balance", 0)
+    a.acquire()
+    code = ("from harness.store import RunDir, RunLocked\n"
+            f"r = RunDir({str(tmp_path)!r}, 'e', 'cartpole-balance', 0)\n"
+            "try:\n    r.acquire(); print('took it')\nexcept RunLocked as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert "held by another process" in out and f"pid {os.getpid()}" in out
+    a.release()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert "took it" in out
+    assert RunLocked
