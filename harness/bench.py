@@ -1,5 +1,8 @@
 """Benchmarks (scripts, not tests).
 
+`python -m harness.bench loop [--json] [task=cheetah-run] [frames=20000] [size=small]`
+measures a real run's frames/s against the raw env and update rates (the loop's overhead).
+
 `python -m harness.bench update [--json] [sizes=default,small] [seconds=20]`
 measures, on this machine, SimbaV2 gradient updates per second for two sizes, with one critic
 and with clipped double-Q:
@@ -13,21 +16,22 @@ FLOPs per update come from XLA's cost analysis of the *lowered* single update.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import platform
 import sys
 import time
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+os.environ.setdefault("MUJOCO_GL", "disable")
 
-from agents import simbav2 as sv
-from agents.base import AgentSpec
-from agents.normalization import ObservationNormalizer
-from harness.cli import UsageError, check_keys, fail, split_kv
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from agents import simbav2 as sv  # noqa: E402
+from agents.base import AgentSpec  # noqa: E402
+from agents.normalization import ObservationNormalizer  # noqa: E402
+from harness.cli import UsageError, check_keys, fail, split_kv  # noqa: E402
 
 SIZES = {
     "default": dict(actor=(128, 1), critic=(512, 2), batch=256, obs=67, act=21),
@@ -68,18 +72,19 @@ def _host_data(spec: AgentSpec, n: int = 20_000, seed: int = 0) -> dict:
 
 
 def _rate(step, state, seconds: float, per_call_updates: int):
-    """Run `state = step(state)` for about `seconds` after a warm-up; updates per second."""
-    state = step(state)
-    jax.block_until_ready(state)
+    """(updates per second of `state = step(state)` over about `seconds`, final state)."""
     calls, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds or calls < 3:
+    while time.perf_counter() - t0 < seconds or calls < 2:
         state = step(state)
         calls += 1
     jax.block_until_ready(state)
-    return calls * per_call_updates / (time.perf_counter() - t0)
+    return calls * per_call_updates / (time.perf_counter() - t0), state
 
 
-def measure(size: dict, episodic: bool, seconds: float) -> dict:
+def measure(size: dict, episodic: bool, seconds: float, rounds: int = 5) -> dict:
+    """Per-call and fused update rates and the matmul ceiling, measured in interleaved rounds
+    (this machine's speed drifts by tens of percent over minutes); medians over rounds, and
+    the peak fraction is taken per round against that round's ceiling."""
     cfg, spec = _setup(size, episodic)
     data = _host_data(spec)
     norm = ObservationNormalizer((spec.obs_dim,))
@@ -94,15 +99,13 @@ def measure(size: dict, episodic: bool, seconds: float) -> dict:
                 "next_obs": norm.normalize(data["next_obs"][idx]),
                 "terminated": data["terminated"][idx]}
 
-    # (a) the official per-call pattern
+    # (a) the official per-call pattern: one update per call, host batch, metrics to host
     single = jax.jit(sv._gradient_step, donate_argnums=0)
 
     def per_call(agent):
         agent, metrics = single(agent, jax.device_put(host_batch()))
         jax.device_get(metrics)
         return agent
-
-    per_call_rate = _rate(per_call, sv.init(cfg, spec, 0), seconds, 1)
 
     # (b) fused scan over a device-resident (k, batch, ...) block
     block = jax.device_put(jax.tree.map(lambda *xs: np.stack(xs),
@@ -111,11 +114,26 @@ def measure(size: dict, episodic: bool, seconds: float) -> dict:
     def fused(agent):
         return sv.update(agent, block)[0]
 
-    fused_rate = _rate(fused, sv.init(cfg, spec, 0), seconds, FUSED_K)
     one = jax.tree.map(lambda x: x[0], block)
-    flops = jax.jit(sv._gradient_step).lower(sv.init(cfg, spec, 0), one).cost_analysis()["flops"]
-    return {"updates_per_s_fused": fused_rate, "updates_per_s_per_call": per_call_rate,
-            "fused_speedup": fused_rate / per_call_rate, "flops_per_update": float(flops)}
+    flops = float(jax.jit(sv._gradient_step).lower(sv.init(cfg, spec, 0), one)
+                  .cost_analysis()["flops"])
+    a_state = per_call(sv.init(cfg, spec, 0))   # compile and warm up
+    b_state = fused(sv.init(cfg, spec, 0))
+    jax.block_until_ready((a_state, b_state))
+    per, fus, frac, peaks = [], [], [], []
+    for _ in range(rounds):
+        peak = matmul_gflops(seconds=0.6)
+        r_a, a_state = _rate(per_call, a_state, seconds / rounds, 1)
+        r_b, b_state = _rate(fused, b_state, seconds / rounds, FUSED_K)
+        per.append(r_a)
+        fus.append(r_b)
+        peaks.append(peak)
+        frac.append(r_b * flops / 1e9 / peak)
+    med = lambda xs: float(np.median(xs))  # noqa: E731
+    return {"updates_per_s_fused": med(fus), "updates_per_s_per_call": med(per),
+            "fused_speedup": med(np.asarray(fus) / np.asarray(per)),
+            "flops_per_update": flops, "matmul_peak_fraction": med(frac),
+            "matmul_gflops_rounds": [round(p, 1) for p in peaks]}
 
 
 def bench_update(sizes: list[str], seconds: float) -> dict:
@@ -127,19 +145,79 @@ def bench_update(sizes: list[str], seconds: float) -> dict:
         res = {}
         for prefix, episodic in (("", False), ("cdq_", True)):
             r = measure(SIZES[name], episodic, seconds)
-            r["matmul_peak_fraction"] = (r["updates_per_s_fused"] * r["flops_per_update"]
-                                         / 1e9 / peak)
             res.update({prefix + k: v for k, v in r.items()})
         out[name] = res
-    out["matmul_gflops_after"] = matmul_gflops()  # drift check: the ceiling, measured again
     return out
+
+
+def bench_loop(task_name: str, frames: int, size: str) -> dict:
+    """frames/s of a real run (learning phase, evaluation excluded) against the raw env step
+    rate and the raw fused-update rate; overhead = 1 - run rate / (1 / (1/env + upf/update))."""
+    from harness.config import RunConfig
+    from harness.runner import Run
+    from suites import get_task, make_env
+
+    task = get_task(task_name)
+    sz = SIZES[size]
+    agent_cfg = sv.Config(actor=sv.NetworkConfig(*sz["actor"]),
+                          critic=sv.NetworkConfig(*sz["critic"]), batch_size=sz["batch"])
+    env = make_env(task, 0)
+    env.reset()
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, (5000, task.act_dim))
+    n = 0
+    t0 = time.perf_counter()
+    for a in actions:
+        _, _, term, trunc, info = env.step(a)
+        n += info["frames"]
+        if term or trunc:
+            env.reset()
+    env_fps = n / (time.perf_counter() - t0)
+    warmup = 1000
+    run = Run(RunConfig(task=task.name, frames=frames, warmup_steps=warmup,
+                        eval_every=10**9, eval_episodes=1, metrics_every=-1,
+                        checkpoint_every=0, log_every=10**9, progress="none"), agent_cfg)
+    spec = run.spec
+    k = run.k
+    block = jax.device_put(jax.tree.map(lambda *xs: np.stack(xs), *[
+        {key: v.astype(np.float32) if v.dtype == np.float64 else v
+         for key, v in _host_data(spec, 512).items()} for _ in range(k)]))
+    block = jax.tree.map(lambda x: x[:, :sz["batch"]], block)
+    warm = sv.update(sv.init(agent_cfg, spec, 0), block)[0]
+    update_rate = _rate(lambda a: sv.update(a, block)[0], warm, 10.0, k)[0]
+    run.run()
+    t = run.timers
+    learn_frames = run.frames - warmup * task.action_repeat
+    # time of the learning phase: total minus evaluation minus the warm-up (env + act only)
+    warm_s = warmup * task.action_repeat / env_fps
+    run_s = run.wall - t["eval"] - warm_s
+    run_fps = learn_frames / run_s
+    ideal = 1.0 / (1.0 / env_fps + agent_cfg.frame_update_rate / update_rate)
+    return {"task": task.name, "size": size, "update_block": k, "env_frames_per_s": env_fps,
+            "updates_per_s_raw": update_rate, "run_frames_per_s": run_fps,
+            "ideal_frames_per_s": ideal, "overhead": 1.0 - run_fps / ideal,
+            "seconds": {k2: round(v, 2) for k2, v in t.items()} | {"wall": round(run.wall, 2)}}
 
 
 def main(argv: list[str]) -> int:
     as_json = "--json" in argv
     argv = [a for a in argv if a != "--json"]
+    if argv and argv[0] == "loop":
+        try:
+            kv = split_kv(argv[1:])
+            check_keys(kv, {"task", "frames", "size"})
+            size = kv.get("size", "small")
+            if size not in SIZES:
+                raise UsageError(f"unknown size {size!r}; valid: {', '.join(SIZES)}")
+            res = bench_loop(kv.get("task", "cheetah-run"), int(kv.get("frames", 20000)), size)
+        except (UsageError, ValueError) as e:
+            fail(str(e))
+        print(json.dumps(res) if as_json else json.dumps(res, indent=1))
+        return 0
     if not argv or argv[0] != "update":
-        fail("usage: python -m harness.bench update [--json] [sizes=default,small] [seconds=20]")
+        fail("usage: python -m harness.bench update [--json] [sizes=default,small] [seconds=20]\n"
+             "       python -m harness.bench loop [--json] [task=cheetah-run] [frames=20000] "
+             "[size=small]")
     try:
         kv = split_kv(argv[1:])
         check_keys(kv, {"sizes", "seconds"})
