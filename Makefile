@@ -16,8 +16,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
 	@touch $(STAMP)
 
+# The smoke suite (Hopper-v4, cartpole-balance, myo-reach) x 1 seed, small widths, 6k frames,
+# through the local launcher, then the analysis report on its results (a few minutes, 2 cores).
+DEMO := exp=demo root=runs frames=6000 warmup_steps=500 actor.width=32 critic.width=64 \
+	critic.depth=1 eval_every=2000 metrics_every=1000 log_every=1000 eval_episodes=5
+
 demo: setup
 	$(BIN)/python -m suites check suite=smoke
+	$(BIN)/python -m harness.launch suite=smoke seeds=1 workers=2 $(DEMO)
+	$(BIN)/python -m analysis.make_figures results=runs/demo out=runs/demo-report frames=6000
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -259,7 +259,7 @@ def dynamics(domain: str, data: dict, modules, quantities, methods, colors, out_
                 if d is None:
                     continue
                 grid, mu, lo, hi, n = d
-                ax.plot(grid, mu, color=colors[m], lw=1.4)
+                ax.plot(grid, mu, color=colors[m], lw=1.4, marker="o" if len(grid) == 1 else None, ms=3)
                 ax.fill_between(grid, lo, hi, color=colors[m], alpha=0.15, lw=0)
                 shown.append(m)
             if q in ("effective_gnorm", "effective_lr"):

@@ -4,7 +4,8 @@ exp=<name> [any run or agent setting as key=value]`
 Runs one run in the foreground: starts it, resumes it from its checkpoint, or says it is
 already completed. Bad keys or values are rejected before anything starts (exit status 2).
 Exit status: 0 completed, 1 failed (reason in status.json), 3 stopped by a signal after
-writing a checkpoint (run the same command again to continue).
+writing a checkpoint (run the same command again to continue), 4 the run is held by another
+process (it is already running elsewhere; nothing was done).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def main(argv: list[str]) -> int:
     from harness.runner import Preempted, Run, RunFailed
 
     configure()
-    from harness.store import RunDir
+    from harness.store import RunDir, RunLocked
 
     store = RunDir(run_cfg.root, run_cfg.exp, run_cfg.task, run_cfg.seed)
     try:
@@ -43,6 +44,9 @@ def main(argv: list[str]) -> int:
     except RunFailed as e:
         print(f"error: run failed: {e}", file=sys.stderr)
         return 1
+    except RunLocked as e:
+        print(f"skipped: {e}", file=sys.stderr)
+        return 4
     except Preempted as e:
         print(f"stopped by {e}; checkpoint written, run the same command to continue",
               file=sys.stderr)

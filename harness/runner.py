@@ -39,6 +39,14 @@ from suites import derive_seed, env_seeds, get_task, make_env
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
 
+def _slurm_job_id() -> str | None:
+    """`<array job>_<task>` for array tasks (as sacct and submitit name them), else the job id."""
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return env.get("SLURM_JOB_ID")
+
+
 class RunFailed(RuntimeError):
     """The run stopped for a reason recorded in its status (non-finite values, ...)."""
 
@@ -289,6 +297,7 @@ class Run:
         if self.store is not None:
             df = self.store.metrics()
             self.store.write_metrics(pd.concat([df, pd.DataFrame([row])], ignore_index=True))
+            self.store.set_status("running", None, frames_done=self.frames)
         return row
 
     def _checkpoint(self, started_wall: float) -> None:
@@ -313,11 +322,14 @@ class Run:
                 raise RunFailed(f"{store.path} holds a run with another configuration "
                                 f"(run id {existing.get('run_id')} != {self.record['run_id']});"
                                 " use another exp= or remove that directory")
+            if store.status().get("state") != "completed":
+                store.acquire()
+            # (re)read after taking the lock: another process may have finished it meanwhile
             st = store.status()
             if st.get("state") == "completed":
+                store.release()
                 self.echo(f"{store.path}: already completed, nothing to do")
                 return st.get("last_eval", {})
-            store.acquire()
         old_handlers = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
         try:
             return self._run()
@@ -358,7 +370,7 @@ class Run:
             store.set_status("running", None, run_id=self.record["run_id"],
                              frames_done=self.frames, frames=self.cfg.frames,
                              device=jax.devices()[0].device_kind, host=os.uname().nodename,
-                             job_id=os.environ.get("SLURM_JOB_ID"),
+                             job_id=_slurm_job_id(),
                              attempts=store.status().get("attempts", 0) + 1)
         started = time.perf_counter()
         progress = Progress(self.cfg.progress, self.cfg.frames, self.echo,
@@ -375,14 +387,16 @@ class Run:
             self._agent_step()
             f = self.frames
             done = self.steps >= self.total_steps
-            if next_metrics is not None and f >= next_metrics:
+            stability_now = next_metrics is not None and f >= next_metrics
+            if stability_now:
                 self._stability()
-                next_metrics += self.metrics_every
+                while next_metrics <= f:
+                    next_metrics += self.metrics_every
             if f >= next_eval or done:
                 self._evaluate()
                 while next_eval <= f:
                     next_eval += self.eval_every
-            if f >= next_log or done:
+            if f >= next_log or done or stability_now:  # stability values get their own row
                 progress.update(f, self._log_row(started))
                 while next_log <= f:
                     next_log += self.cfg.log_every

@@ -1,0 +1,255 @@
+"""Planning a launch: `key=value` arguments -> validated, expanded list of runs with their state.
+
+Launch keys: suite= and/or task= (comma lists), agent= (comma list), seeds= (`0-9`, `0,3,7`
+or a count `5` meaning 0..4), exp=, root=, backend=local|slurm, workers=, dry_run=, only=,
+profile= plus the cluster-profile keys (partition=, gpus_per_job=, ...), `sbatch.<flag>=value`
+for extra sbatch flags, and every run or agent setting (`frames=`, `critic.width=`, `utd=`...).
+A comma list on a run or agent setting is a sweep: the cartesian product of all sweeps is run,
+each point under its own experiment `<exp>/<key>=<value>,...`.
+Everything is checked before anything is written or submitted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from harness.cli import UsageError, check_choice, suggest
+from harness.config import (RunConfig, agent_config_class, apply_overrides, flat_fields,
+                            run_id, valid_keys)
+from harness.store import RunDir, read_json
+from suites import RegistryError, Task, is_available, resolve
+
+BACKENDS = ("local", "slurm")
+ONLY = ("all", "failed", "unfinished")
+PROFILE_KEYS = {"partition": str, "gpus_per_job": int, "cpus_per_task": int, "mem_gb": float,
+                "time_min": int, "account": str, "qos": str, "array_parallelism": int,
+                "runs_per_job": int}
+LAUNCH_KEYS = {"suite", "task", "agent", "seeds", "backend", "workers", "dry_run", "only",
+               "profile", *PROFILE_KEYS}
+PROFILE_DIR = Path(__file__).resolve().parents[1] / "slurm" / "profiles"
+
+
+@dataclass
+class PlannedRun:
+    run_cfg: RunConfig
+    agent_cfg: object
+    point: str                    # sweep point label ("" when there is no sweep)
+    task: Task
+    run_id: str
+    state: str = "new"            # new | resume | running | completed | failed | other-config
+    reason: str | None = None
+    frames_done: int = 0
+
+    @property
+    def store(self) -> RunDir:
+        c = self.run_cfg
+        return RunDir(c.root, c.exp, c.task, c.seed)
+
+    def args(self, progress: str = "none") -> list[str]:
+        """Full `key=value` argument list for `python -m harness.run`."""
+        out = [f"progress={progress}"]
+        for cfg in (self.run_cfg, self.agent_cfg):
+            for key, (_, value) in flat_fields(cfg).items():
+                if key == "progress":
+                    continue
+                text = "none" if value is None else (str(value).lower()
+                                                    if isinstance(value, bool) else str(value))
+                out.append(f"{key}={text}")
+        return out
+
+
+@dataclass
+class Plan:
+    runs: list[PlannedRun]
+    backend: str
+    workers: int
+    dry_run: bool
+    only: str
+    profile: dict = field(default_factory=dict)
+    sweep_keys: list[str] = field(default_factory=list)
+
+    def selected(self) -> list[PlannedRun]:
+        """Runs this launch will start: not completed, not held elsewhere, per `only=`."""
+        keep = {"all": ("new", "resume", "failed"), "unfinished": ("new", "resume"),
+                "failed": ("failed",)}[self.only]
+        return [r for r in self.runs if r.state in keep]
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        if "-" in text:
+            lo, hi = (int(x) for x in text.split("-", 1))
+            if hi < lo:
+                raise ValueError
+            return list(range(lo, hi + 1))
+        if "," in text:
+            return sorted({int(x) for x in text.split(",") if x.strip()})
+        n = int(text)
+        if n <= 0:
+            raise ValueError
+        return list(range(n))
+    except ValueError:
+        raise UsageError(f"bad value {text!r} for seeds: expected a range `0-9`, a list "
+                         "`0,3,7` or a count `5`") from None
+
+
+def _bool(key: str, text: str) -> bool:
+    low = text.lower()
+    if low in ("true", "1", "yes", "on"):
+        return True
+    if low in ("false", "0", "no", "off"):
+        return False
+    raise UsageError(f"bad value {text!r} for {key}: expected true or false")
+
+
+def load_profile(name: str) -> dict:
+    import yaml
+
+    path = Path(name) if name.endswith((".yaml", ".yml")) else PROFILE_DIR / f"{name}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+        raise UsageError(f"unknown cluster profile {name!r}; valid: {', '.join(names)} "
+                         f"(in {PROFILE_DIR}) or a path to a .yaml file")
+    prof = yaml.safe_load(path.read_text()) or {}
+    prof["_path"] = str(path)
+    return prof
+
+
+def _profile_with_overrides(given: dict[str, str]) -> dict:
+    prof = load_profile(given.get("profile", "local"))
+    for key, tp in PROFILE_KEYS.items():
+        if key in given:
+            text = given[key]
+            if tp is str:
+                prof[key] = None if text.lower() in ("none", "null") else text
+            else:
+                try:
+                    prof[key] = tp(text)
+                except ValueError:
+                    raise UsageError(f"bad value {text!r} for {key}: expected "
+                                     f"{tp.__name__}") from None
+    extra = dict(prof.get("extra_sbatch") or {})
+    extra.update({k[len("sbatch."):]: v for k, v in given.items() if k.startswith("sbatch.")})
+    prof["extra_sbatch"] = extra
+    parts = prof.get("partitions") or []
+    if parts and prof.get("partition") not in parts:
+        raise UsageError(f"unknown partition {prof.get('partition')!r}"
+                         f"{suggest(str(prof.get('partition')), parts)}; valid on this cluster "
+                         f"profile: {', '.join(parts)}")
+    for key in ("runs_per_job", "array_parallelism", "time_min"):
+        if int(prof.get(key, 1)) <= 0:
+            raise UsageError(f"{key} must be positive, got {prof.get(key)}")
+    return prof
+
+
+def build_plan(given: dict[str, str]) -> Plan:
+    """Validate everything and expand the plan (no file is written)."""
+    if "seed" in given:
+        raise UsageError("use seeds= (a range 0-9, a list 0,3,7 or a count) with the launcher")
+    agents = [a.strip() for a in given.get("agent", RunConfig.agent).split(",") if a.strip()]
+    for a in agents:
+        agent_config_class(a)  # unknown agent -> UsageError with the valid ones
+    keys_by_agent = {a: valid_keys(a) for a in agents}
+    config_keys = set().union(*keys_by_agent.values()) - {"agent", "seed", "task"}
+    for key in given:
+        if key in LAUNCH_KEYS or key.startswith("sbatch."):
+            continue
+        if key not in config_keys:
+            valid = sorted(LAUNCH_KEYS | config_keys)
+            raise UsageError(f"unknown key {key!r}{suggest(key, valid)}; valid keys: "
+                             f"{', '.join(valid)} and sbatch.<flag>")
+    backend = check_choice("backend", given.get("backend", "local"), BACKENDS)
+    only = check_choice("only", given.get("only", "all"), ONLY)
+    dry_run = _bool("dry_run", given.get("dry_run", "false"))
+    try:
+        workers = int(given.get("workers", max(1, (os.cpu_count() or 2) // 2)))
+        if workers <= 0:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"bad value {given['workers']!r} for workers: expected a positive "
+                         "int") from None
+    profile = _profile_with_overrides(given) if backend == "slurm" else {}
+
+    spec = ",".join(x for x in (given.get("suite", ""), given.get("task", "")) if x) or "smoke"
+    try:
+        tasks = resolve(spec)
+    except RegistryError as e:
+        raise UsageError(str(e)) from None
+    missing = [t.name for t in tasks if not is_available(t)]
+    if missing:
+        from suites.envs.humanoid_bench import INSTALL_HINT
+        raise UsageError(f"{len(missing)} task(s) need HumanoidBench ({', '.join(missing[:3])}"
+                         f"{', ...' if len(missing) > 3 else ''}). {INSTALL_HINT}")
+    seeds = parse_seeds(given.get("seeds", "1"))
+
+    settings = {k: v for k, v in given.items() if k in config_keys}
+    sweep_keys = sorted(k for k, v in settings.items() if "," in v)
+    runs: list[PlannedRun] = []
+    for agent in agents:
+        keys = keys_by_agent[agent]
+        for key in settings:
+            if key not in keys:
+                raise UsageError(f"key {key!r} does not apply to agent {agent!r}")
+        choices = [[(k, v.strip()) for v in settings[k].split(",")] for k in sweep_keys]
+        fixed = {k: v for k, v in settings.items() if k not in sweep_keys}
+        for combo in itertools.product(*choices) if choices else [()]:
+            values = {**fixed, **dict(combo)}
+            run_given = {k: v for k, v in values.items() if k in flat_fields(RunConfig())}
+            agent_given = {k: v for k, v in values.items() if k not in run_given}
+            base_run = apply_overrides(replace(RunConfig(), agent=agent), run_given, keys)
+            base_run.validate()
+            agent_cfg = apply_overrides(agent_config_class(agent)(), agent_given, keys)
+            point = ",".join(f"{k}={v}" for k, v in combo)
+            exp = base_run.exp + (f"/{agent}" if len(agents) > 1 else "") + (
+                f"/{point}" if point else "")
+            for task in tasks:
+                for seed in seeds:
+                    rc = replace(base_run, task=task.name, seed=seed, exp=exp)
+                    runs.append(PlannedRun(rc, agent_cfg, point, task,
+                                           run_id(agent_cfg, rc, task.name)))
+    plan = Plan(runs, backend, workers, dry_run, only, profile, sweep_keys)
+    refresh_states(plan)
+    return plan
+
+
+def run_state(store: RunDir, rid: str) -> tuple[str, str | None, int]:
+    """(state, reason, frames_done) of a planned run from its directory."""
+    cfg = read_json(store.config_path)
+    st = read_json(store.status_path)
+    if cfg is None and st is None:
+        return "new", None, 0
+    if cfg is not None and cfg.get("run_id") != rid:
+        return "other-config", f"holds run id {cfg.get('run_id')}", 0
+    st = st or {}
+    state, done = st.get("state", "pending"), int(st.get("frames_done", 0) or 0)
+    if state == "completed":
+        return "completed", None, done
+    if state == "failed":
+        return "failed", st.get("reason"), done
+    if state == "running" and _held(store):
+        return "running", None, done
+    return ("resume" if done > 0 or (store.path / "checkpoints").exists() else "new",
+            st.get("reason"), done)
+
+
+def _held(store: RunDir) -> bool:
+    import fcntl
+
+    lock = store.path / ".lock"
+    if not lock.exists():
+        return False
+    with open(lock) as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    return False
+
+
+def refresh_states(plan: Plan) -> None:
+    for r in plan.runs:
+        r.state, r.reason, r.frames_done = run_state(r.store, r.run_id)
