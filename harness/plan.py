@@ -26,7 +26,7 @@ BACKENDS = ("local", "slurm")
 ONLY = ("all", "failed", "unfinished")
 PROFILE_KEYS = {"partition": str, "gpus_per_job": int, "cpus_per_task": int, "mem_gb": float,
                 "time_min": int, "account": str, "qos": str, "array_parallelism": int,
-                "runs_per_job": int}
+                "runs_per_job": int, "max_array_size": int}
 LAUNCH_KEYS = {"suite", "task", "agent", "seeds", "backend", "workers", "dry_run", "only",
                "profile", *PROFILE_KEYS}
 PROFILE_DIR = Path(__file__).resolve().parents[1] / "slurm" / "profiles"
@@ -139,7 +139,7 @@ def _profile_with_overrides(given: dict[str, str]) -> dict:
         raise UsageError(f"unknown partition {prof.get('partition')!r}"
                          f"{suggest(str(prof.get('partition')), parts)}; valid on this cluster "
                          f"profile: {', '.join(parts)}")
-    for key in ("runs_per_job", "array_parallelism", "time_min"):
+    for key in ("runs_per_job", "array_parallelism", "time_min", "max_array_size"):
         if int(prof.get(key, 1)) <= 0:
             raise UsageError(f"{key} must be positive, got {prof.get(key)}")
     return prof

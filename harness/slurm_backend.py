@@ -110,16 +110,21 @@ def submit(plan: Plan, echo) -> list:
     per_job = int(plan.profile.get("runs_per_job", 1))
     chunks = [runs[i:i + per_job] for i in range(0, len(runs), per_job)]
     ex = executor_for(plan)
-    with ex.batch():
-        jobs = [ex.submit(RunJob([(str(r.store.path), r.args(progress="lines")) for r in chunk]))
-                for chunk in chunks]
+    # SLURM caps array sizes (MaxArraySize, 1001 by default): one array per slice of jobs
+    cap = int(plan.profile.get("max_array_size") or 1000)
+    jobs = []
+    for start in range(0, len(chunks), cap):
+        with ex.batch():
+            jobs += [ex.submit(RunJob([(str(r.store.path), r.args(progress="lines"))
+                                       for r in chunk])) for chunk in chunks[start:start + cap]]
     # job ids go to their own file: the job may already be running and own status.json
     for job, chunk in zip(jobs, chunks):
         for r in chunk:
             atomic_write_json(r.store.path / "job.json", {
                 "job_id": job.job_id, "submitted": _dt.datetime.now().isoformat(),
                 "partition": plan.profile["partition"], "runs_in_job": len(chunk)})
-    echo(f"SLURM array {jobs[0].job_id.split('_')[0]}: {len(jobs)} task(s), {per_job} run(s) "
+    arrays = sorted({j.job_id.split("_")[0] for j in jobs})
+    echo(f"SLURM array(s) {', '.join(arrays)}: {len(jobs)} task(s), {per_job} run(s) "
          f"each, partition {plan.profile['partition']}, at most "
          f"{plan.profile['array_parallelism']} at once")
     return jobs

@@ -41,6 +41,7 @@ def status(root, exp) -> list[dict]:
     (["backend=slurm", "partition=nope"], "valid on this cluster profile: cpu, gpu"),
     (["backend=slurm", "profile=mars"], "unknown cluster profile"),
     (["seeds=9-3"], "seeds"),
+    (["backend=slurm", "max_array_size=0"], "must be positive"),
     (["seed=3"], "seeds="),
     (["only=some"], "all, failed, unfinished"),
     (["dry_run=maybe"], "true or false"),
@@ -144,7 +145,7 @@ def test_slurm_job_array_lands_every_result_and_relaunch_skips(tmp_path):
     t = time.time()
     p = launch(*args)
     assert time.time() - t < 30  # submits and returns
-    assert "SLURM array" in p.stdout and "2 task(s), 2 run(s) each" in p.stdout
+    assert "SLURM array(s)" in p.stdout and "2 task(s), 2 run(s) each" in p.stdout
     runs = _wait(tmp_path, "arr", 4)
     assert {r["state"] for r in runs} == {"completed"}
     jobs = {json.loads((Path(r["path"]) / "job.json").read_text())["job_id"] for r in runs}
