@@ -152,7 +152,12 @@ def main(argv: list[str]) -> int:
         return code
     from harness.slurm_backend import submit
 
-    jobs = submit(plan, echo)
+    try:
+        jobs = submit(plan, echo)
+    except Exception as e:  # sbatch refused (bad flag, account, partition limits, ...)
+        print(f"error: submission failed: {type(e).__name__}: {str(e).strip()}",
+              file=sys.stderr)
+        return 1
     echo(f"submitted {len(jobs)} job(s) for {len(plan.selected())} runs in "
          f"{time.perf_counter() - t0:.2f}s; follow with: python -m harness.status "
          f"exp={plan.runs[0].run_cfg.exp.split('/')[0]} root={plan.runs[0].run_cfg.root}")

@@ -132,7 +132,9 @@ def _profile_with_overrides(given: dict[str, str]) -> dict:
                     raise UsageError(f"bad value {text!r} for {key}: expected "
                                      f"{tp.__name__}") from None
     extra = dict(prof.get("extra_sbatch") or {})
-    extra.update({k[len("sbatch."):]: v for k, v in given.items() if k.startswith("sbatch.")})
+    # `sbatch.hold=true` -> a bare `--hold` flag
+    extra.update({k[len("sbatch."):]: (True if v.lower() == "true" else v)
+                  for k, v in given.items() if k.startswith("sbatch.")})
     prof["extra_sbatch"] = extra
     parts = prof.get("partitions") or []
     if parts and prof.get("partition") not in parts:
