@@ -172,25 +172,45 @@ def _apply_adam(state: TrainState, grads, tx, project: bool) -> TrainState:
     return TrainState(project_kernels(params) if project else params, opt_state)
 
 
+def _actor_loss(s: _Static, agent: SimbaV2, params, obs, key, alpha):
+    """mean(alpha log pi(a|s) - min_h Q_h(s, a)), a ~ pi reparameterised, Q from the online
+    critic (gradients reach the actor only through a). Aux: (log pi, actor features)."""
+    mean, log_std, feats = s.actor.apply({"params": params}, obs)
+    action, log_prob = sample_tanh_gaussian(key, mean, log_std)
+    logits, _ = s.critic.apply({"params": agent.critic.params}, obs, action)
+    q = dist.expected_value(jax.nn.softmax(logits, axis=-1), s.atoms)           # (H, B)
+    return jnp.mean(alpha * log_prob - jnp.min(q, axis=0)), (log_prob, feats)
+
+
+def _critic_target(s: _Static, agent: SimbaV2, actor_params, batch, alpha, key):
+    """C51 projection of r + gamma (1 - term) (z - alpha log pi(a'|s')), a' from `actor_params`,
+    the distribution from the target critic (per-sample min head with CDQ). (B, N)."""
+    c = agent.config
+    mean, log_std, _ = s.actor.apply({"params": actor_params}, batch["next_obs"])
+    next_action, next_log_prob = sample_tanh_gaussian(key, mean, log_std)
+    next_logits, _ = s.critic.apply({"params": agent.target}, batch["next_obs"], next_action)
+    next_probs = dist.min_head(jax.nn.softmax(next_logits, axis=-1), s.atoms)  # (B, N)
+    bootstrap = agent.spec.discount * (1.0 - batch["terminated"])
+    target_atoms = batch["reward"][:, None] + bootstrap[:, None] * (
+        s.atoms[None, :] - alpha * next_log_prob[:, None])
+    return jax.lax.stop_gradient(dist.project(target_atoms, next_probs, -c.g_max, c.g_max))
+
+
+def _critic_loss(s: _Static, params, batch, target):
+    logits, feats = s.critic.apply({"params": params}, batch["obs"], batch["action"])
+    return dist.cross_entropy(logits, target), (logits, feats)
+
+
 def _gradient_step(agent: SimbaV2, batch: dict) -> tuple[SimbaV2, dict]:
     """One SimbaV2 update on one batch: obs/next_obs (B, O) normalised, action (B, A),
     reward (B,) scaled, terminated (B,) in {0, 1}."""
     s = _static(agent.config, agent.spec)
-    c = agent.config
     key, k_actor, k_next = jax.random.split(agent.key, 3)
-    critic_apply = s.critic.apply
+
+    # 1. actor, with the current temperature
     alpha = jnp.exp(agent.temperature.params)
-
-    # 1. actor: maximise min-head Q of the online critic minus alpha log pi
-    def actor_loss(params):
-        mean, log_std, _ = s.actor.apply({"params": params}, batch["obs"])
-        action, log_prob = sample_tanh_gaussian(k_actor, mean, log_std)
-        logits, _ = critic_apply({"params": agent.critic.params}, batch["obs"], action)
-        q = dist.expected_value(jax.nn.softmax(logits, axis=-1), s.atoms)     # (H, B)
-        return jnp.mean(alpha * log_prob - jnp.min(q, axis=0)), log_prob
-
-    (a_loss, log_prob), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(
-        agent.actor.params)
+    (a_loss, (log_prob, _)), a_grads = jax.value_and_grad(_actor_loss, argnums=2, has_aux=True)(
+        s, agent, agent.actor.params, batch["obs"], k_actor, alpha)
     actor = _apply_adam(agent.actor, a_grads, s.tx, project=True)
     entropy = -jnp.mean(log_prob)
 
@@ -200,26 +220,15 @@ def _gradient_step(agent: SimbaV2, batch: dict) -> tuple[SimbaV2, dict]:
     temperature = _apply_adam(agent.temperature, t_grad, s.tx, project=False)
     alpha_new = jnp.exp(temperature.params)
 
-    # 3. critic: C51 projection of r + gamma (1 - term) (z - alpha_new log pi'(a'|s'))
-    mean, log_std, _ = s.actor.apply({"params": actor.params}, batch["next_obs"])
-    next_action, next_log_prob = sample_tanh_gaussian(k_next, mean, log_std)
-    next_logits, _ = critic_apply({"params": agent.target}, batch["next_obs"], next_action)
-    next_probs = dist.min_head(jax.nn.softmax(next_logits, axis=-1), s.atoms)  # (B, N)
-    bootstrap = agent.spec.discount * (1.0 - batch["terminated"])
-    target_atoms = batch["reward"][:, None] + bootstrap[:, None] * (
-        s.atoms[None, :] - alpha_new * next_log_prob[:, None])
-    target = jax.lax.stop_gradient(dist.project(target_atoms, next_probs, -c.g_max, c.g_max))
-
-    def critic_loss(params):
-        logits, _ = critic_apply({"params": params}, batch["obs"], batch["action"])
-        return dist.cross_entropy(logits, target), logits
-
-    (c_loss, logits), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(
-        agent.critic.params)
+    # 3. critic, towards the target built from the *new* actor and temperature
+    target = _critic_target(s, agent, actor.params, batch, alpha_new, k_next)
+    (c_loss, (logits, _)), c_grads = jax.value_and_grad(_critic_loss, argnums=1, has_aux=True)(
+        s, agent.critic.params, batch, target)
     critic = _apply_adam(agent.critic, c_grads, s.tx, project=True)
 
     # 4. Polyak target (kept off the sphere, as the paper's code)
-    target_params = jax.tree.map(lambda t, p: (1.0 - c.tau) * t + c.tau * p,
+    tau = agent.config.tau
+    target_params = jax.tree.map(lambda t, p: (1.0 - tau) * t + tau * p,
                                  agent.target, critic.params)
 
     q = dist.expected_value(jax.nn.softmax(logits, axis=-1), s.atoms)
@@ -254,31 +263,13 @@ def stability_metrics(agent: SimbaV2, batch: dict) -> dict:
     parameter norm, raw gradient norm (of the losses at the current parameters) and effective
     LR, and feature norms of every block and of the head's hidden vector."""
     s = _static(agent.config, agent.spec)
-    c = agent.config
     k_actor, k_next = jax.random.split(jax.random.fold_in(agent.key, 7))
     alpha = jnp.exp(agent.temperature.params)
-    mean, log_std, next_feats = s.actor.apply({"params": agent.actor.params}, batch["next_obs"])
-    next_action, next_log_prob = sample_tanh_gaussian(k_next, mean, log_std)
-    next_logits, _ = s.critic.apply({"params": agent.target}, batch["next_obs"], next_action)
-    next_probs = dist.min_head(jax.nn.softmax(next_logits, axis=-1), s.atoms)
-    bootstrap = agent.spec.discount * (1.0 - batch["terminated"])
-    target = dist.project(batch["reward"][:, None] + bootstrap[:, None] * (
-        s.atoms[None, :] - alpha * next_log_prob[:, None]), next_probs, -c.g_max, c.g_max)
-
-    def critic_loss(params):
-        logits, feats = s.critic.apply({"params": params}, batch["obs"], batch["action"])
-        return dist.cross_entropy(logits, target), feats
-
-    (_, c_feats), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(agent.critic.params)
-
-    def actor_loss(params):
-        mean, log_std, feats = s.actor.apply({"params": params}, batch["obs"])
-        action, log_prob = sample_tanh_gaussian(k_actor, mean, log_std)
-        logits, _ = s.critic.apply({"params": agent.critic.params}, batch["obs"], action)
-        q = dist.expected_value(jax.nn.softmax(logits, axis=-1), s.atoms)
-        return jnp.mean(alpha * log_prob - jnp.min(q, axis=0)), feats
-
-    (_, a_feats), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(agent.actor.params)
+    target = _critic_target(s, agent, agent.actor.params, batch, alpha, k_next)
+    (_, (_, c_feats)), c_grads = jax.value_and_grad(_critic_loss, argnums=1, has_aux=True)(
+        s, agent.critic.params, batch, target)
+    (_, (_, a_feats)), a_grads = jax.value_and_grad(_actor_loss, argnums=2, has_aux=True)(
+        s, agent, agent.actor.params, batch["obs"], k_actor, alpha)
     return {**norm_metrics(stack_heads(agent.critic.params), stack_heads(c_grads), "critic"),
             **feature_metrics(c_feats, "critic"),
             **norm_metrics(agent.actor.params, a_grads, "actor"),
