@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -123,7 +124,8 @@ class Run:
         self.last_return = float("nan")
         self.pending: list[dict] = []           # device metric dicts since the last log row
         self.stability: dict[str, float] = {}
-        self.wall = 0.0
+        self.wall = 0.0                         # wall seconds before this process took over
+        self._since = time.perf_counter()
         self.timers = {"env": 0.0, "act": 0.0, "update": 0.0, "eval": 0.0}
         self.last_eval: dict[str, float] = {}
 
@@ -152,7 +154,7 @@ class Run:
             "replay": self.replay.state_meta(),
             "rng": {n: getattr(self, n).bit_generator.state
                     for n in ("replay_rng", "warmup_rng", "metrics_rng")},
-            "wall": self.wall, "timers": self.timers, "last_eval": self.last_eval,
+            "wall": self.elapsed, "timers": self.timers, "last_eval": self.last_eval,
             "pending": self._reduce_pending(), "pending_count": len(self.pending),
         }
         return arrays, meta
@@ -283,11 +285,16 @@ class Run:
         m = self.algo.stability_metrics(self.agent, self._normalise(self.replay.gather(idx)))
         self.stability = {k: float(v) for k, v in jax.device_get(m).items()}
 
-    def _log_row(self, started_wall: float) -> dict:
+    @property
+    def elapsed(self) -> float:
+        """Wall seconds of the run over all its processes."""
+        return self.wall + (time.perf_counter() - self._since)
+
+    def _log_row(self) -> dict:
         row = {"frames": self.frames, "updates": self.updates, **self._reduce_pending(),
                **self.stability}
         self.pending, self.stability = [], {}
-        wall = self.wall + (time.perf_counter() - started_wall)
+        wall = self.elapsed
         row.update({"time/wall_s": wall, "train/episode_return": self.last_return,
                     **{f"time/{k}_s": v for k, v in self.timers.items()},
                     "throughput/frames_per_s": self.frames / max(wall, 1e-9),
@@ -295,19 +302,16 @@ class Run:
                     "norm/reward_scale": (self.rew_scale.scale if self.rew_scale else 1.0)})
         row.update({f"eval/{k}": v for k, v in self.last_eval.items()})
         if self.store is not None:
-            df = self.store.metrics()
-            self.store.write_metrics(pd.concat([df, pd.DataFrame([row])], ignore_index=True))
+            self.metrics_rows = pd.concat([self.metrics_rows, pd.DataFrame([row])],
+                                          ignore_index=True)
+            self.store.write_metrics(self.metrics_rows)
             self.store.set_status("running", None, frames_done=self.frames)
         return row
 
-    def _checkpoint(self, started_wall: float) -> None:
-        if self.store is None:
-            return
-        wall_now = time.perf_counter()
-        self.wall += wall_now - started_wall
-        arrays, meta = self._state()
-        checkpoint.save(self.store.checkpoint_dir, self.frames, arrays, meta)
-        return wall_now
+    def _checkpoint(self) -> None:
+        if self.store is not None:
+            arrays, meta = self._state()
+            checkpoint.save(self.store.checkpoint_dir, self.frames, arrays, meta)
 
     # -- driving -------------------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:
@@ -372,7 +376,9 @@ class Run:
                              device=jax.devices()[0].device_kind, host=os.uname().nodename,
                              job_id=_slurm_job_id(),
                              attempts=store.status().get("attempts", 0) + 1)
-        started = time.perf_counter()
+        self._since = time.perf_counter()
+        if store is not None:  # kept in memory: each log row rewrites the file, never re-reads it
+            self.metrics_rows = store.metrics()
         progress = Progress(self.cfg.progress, self.cfg.frames, self.echo,
                             label=f"{self.task.name} seed {self.cfg.seed}", start=self.frames)
         if not resumed:
@@ -397,11 +403,11 @@ class Run:
                 while next_eval <= f:
                     next_eval += self.eval_every
             if f >= next_log or done or stability_now:  # stability values get their own row
-                progress.update(f, self._log_row(started))
+                progress.update(f, self._log_row())
                 while next_log <= f:
                     next_log += self.cfg.log_every
             if self._stop is not None and not done:
-                started = self._checkpoint(started) or started
+                self._checkpoint()
                 name = signal.Signals(self._stop).name
                 if store is not None:
                     store.set_status("pending", f"stopped by {name} at frame {f}; "
@@ -409,19 +415,17 @@ class Run:
                     store.log(f"stopped by {name} at frame {f}")
                 raise Preempted(name)
             if next_ckpt is not None and f >= next_ckpt and not done:
-                started = self._checkpoint(started) or started
+                self._checkpoint()
                 while next_ckpt <= f:
                     next_ckpt += ck
         progress.close()
-        self.wall += time.perf_counter() - started
+        self.wall, self._since = self.elapsed, time.perf_counter()
         if store is not None:
             self._finish()
         return self.last_eval
 
     def _finish(self) -> None:
         """Completed: keep the trained policy and statistics, drop the heavy checkpoints."""
-        import shutil
-
         arrays, meta = self._state()
         slim = {k: v for k, v in arrays.items() if not k.startswith("replay/")}
         checkpoint.save(self.store.path / "final", self.frames, slim, meta)
