@@ -166,25 +166,35 @@ def _project_reference(target_atoms, probs, v_min, v_max):
     return out
 
 
-def test_categorical_projection_hand_cases():
+PROJECTION_METHODS = ("scatter", "dense")
+
+
+@pytest.mark.parametrize("method", PROJECTION_METHODS)
+def test_categorical_projection_hand_cases(method):
     atoms = dist.support(5, -2.0, 2.0)  # -2 -1 0 1 2
-    # an atom exactly on a support point keeps all its mass there
+    # an atom exactly on a support point keeps all its mass there (the top one included)
     p = dist.project(jnp.asarray([[1.0, -2.0, 0.0, 1.0, 2.0]]),
-                     jnp.asarray([[0.1, 0.2, 0.3, 0.15, 0.25]]), -2.0, 2.0)
+                     jnp.asarray([[0.1, 0.2, 0.3, 0.15, 0.25]]), -2.0, 2.0, method)
     np.testing.assert_allclose(p, [[0.2, 0.0, 0.3, 0.25, 0.25]], atol=1e-7)
     # halfway between -1 and 0: split evenly; 0.25 of the way from 1 to 2: 0.75 / 0.25
     p = dist.project(jnp.asarray([[-0.5, 1.25, 9.0, -9.0, 0.0]]),
-                     jnp.asarray([[0.4, 0.4, 0.1, 0.1, 0.0]]), -2.0, 2.0)
+                     jnp.asarray([[0.4, 0.4, 0.1, 0.1, 0.0]]), -2.0, 2.0, method)
     np.testing.assert_allclose(p, [[0.1, 0.2, 0.2, 0.3, 0.1 + 0.1]], atol=1e-7)
     # terminal transition: every atom collapses onto the reward
     reward, discount, terminated = 0.35, 0.99, 1.0
     target = reward + discount * (1 - terminated) * (atoms - 0.5)
     probs = jnp.full((1, 5), 0.2)
-    np.testing.assert_allclose(dist.project(target[None], probs, -2.0, 2.0),
+    np.testing.assert_allclose(dist.project(target[None], probs, -2.0, 2.0, method),
                                [[0, 0, 0.65, 0.35, 0]], atol=1e-6)
 
 
-def test_categorical_projection_matches_the_official_formula():
+def test_categorical_projection_rejects_an_unknown_method():
+    with pytest.raises(ValueError, match="valid: scatter, dense"):
+        dist.project(jnp.zeros((1, 3)), jnp.ones((1, 3)) / 3, -1.0, 1.0, "hat")
+
+
+@pytest.mark.parametrize("method", PROJECTION_METHODS)
+def test_categorical_projection_matches_the_official_formula(method):
     rng = np.random.default_rng(0)
     n, g = 101, 5.0
     atoms = np.asarray(dist.support(n, -g, g), np.float64)
@@ -195,7 +205,7 @@ def test_categorical_projection_matches_the_official_formula():
     target_atoms[-3:] = reward[-3:]  # terminals
     probs = rng.dirichlet(np.ones(n), size=64)
     ours = np.asarray(dist.project(jnp.asarray(target_atoms, jnp.float32),
-                                   jnp.asarray(probs, jnp.float32), -g, g))
+                                   jnp.asarray(probs, jnp.float32), -g, g, method))
     np.testing.assert_allclose(ours.sum(-1), 1.0, atol=1e-5)
     np.testing.assert_allclose(ours, _project_reference(target_atoms, probs, -g, g), atol=2e-5)
 
