@@ -55,14 +55,19 @@ def _matmul():
     return f, a
 
 
+def _time_matmul(f, a) -> float:
+    """GFLOP/s of one call of the ceiling matmul `f(a)`."""
+    t = time.perf_counter()
+    f(a).block_until_ready()
+    return 2 * MATMUL_N**3 / (time.perf_counter() - t) / 1e9
+
+
 def matmul_gflops(seconds: float = 3.0) -> float:
     """Best GFLOP/s of one (n x n) @ (n x n) float32 matmul over about `seconds`."""
     f, a = _matmul()
     best, end = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < end:
-        t = time.perf_counter()
-        f(a).block_until_ready()
-        best = max(best, 2 * MATMUL_N**3 / (time.perf_counter() - t) / 1e9)
+        best = max(best, _time_matmul(f, a))
     return best
 
 
@@ -148,11 +153,9 @@ def measure(size: dict, episodic: bool, seconds: float, rounds: int = 5) -> dict
             b_state = fused(b_state)
             jax.block_until_ready(b_state)
             t_update = time.perf_counter() - t
-            t = time.perf_counter()
-            mm(mm_arg).block_until_ready()
-            mm_rate = 2 * MATMUL_N**3 / (time.perf_counter() - t)
-            ratios.append(FUSED_K * flops / t_update / mm_rate)
-            mm_rates.append(mm_rate / 1e9)
+            mm_gflops = _time_matmul(mm, mm_arg)
+            ratios.append(FUSED_K * flops / 1e9 / t_update / mm_gflops)
+            mm_rates.append(mm_gflops)
             t_fused += t_update
             n_pairs += 1
         fus.append(n_pairs * FUSED_K / t_fused)
