@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from agents.targets import min_categorical
+
 
 def support(num_atoms: int, v_min: float, v_max: float) -> np.ndarray:
     """Atom locations z_i = v_min + i * delta, shape (num_atoms,) (a numpy constant, so it can
@@ -60,13 +62,8 @@ def expected_value(probs: jax.Array, atoms: jax.Array) -> jax.Array:
     return probs @ atoms
 
 
-def min_head(probs: jax.Array, atoms: jax.Array) -> jax.Array:
-    """Clipped double-Q for distributions: per sample, the whole distribution of the head with
-    the smaller expected value. probs (H, B, N) -> (B, N)."""
-    if probs.shape[0] == 1:
-        return probs[0]
-    idx = jnp.argmin(expected_value(probs, atoms), axis=0)                        # (B,)
-    return jnp.take_along_axis(probs, idx[None, :, None], axis=0)[0]
+# Clipped double-Q over categorical heads lives with the other target helpers.
+min_head = min_categorical
 
 
 def cross_entropy(logits: jax.Array, target: jax.Array) -> jax.Array:

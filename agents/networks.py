@@ -1,4 +1,5 @@
-"""SimbaV2 actor and categorical critic (simbav2-spec.md §1.1, §1.5, §1.6).
+"""SimbaV2 actor and categorical critic (docs/agents.md), and the critic ensemble every agent
+uses.
 
 Parameter trees have two top-level groups, `encoder` (embedder + LERP blocks) and `predictor`
 (the head), which the stability metrics report separately. Critics are always an ensemble with a
@@ -56,32 +57,39 @@ class _CategoricalCriticBody(nn.Module):
         return logits, feats
 
 
-class CategoricalCritic:
-    """An ensemble of `num_heads` independently initialised categorical critics (1 = one
-    critic, 2 = clipped double-Q), parameters {"head_0": {...}, "head_1": {...}}.
-    init(key, obs, action) -> {"params": ...};
-    apply(variables, obs (B, O), action (B, A)) -> logits (H, B, num_atoms), features (H, B, ...).
+class Ensemble:
+    """`num_heads` independently initialised copies of a flax module, parameters
+    {"head_0": {...}, "head_1": {...}}: every critic ensemble (one critic, clipped double-Q)
+    of every agent.
+    init(key, *inputs) -> {"params": ...};
+    apply(variables, *inputs) -> the module's outputs stacked on a leading head axis H.
 
     Heads are applied one after the other with plain (in, out) kernels rather than through a
     vmap over stacked (H, in, out) kernels: on CPU the batched form compiled to slower dot
-    layouts and transposes (measured 1.6x slower for one critic)."""
+    layouts and transposes (measured 1.6x slower for one SimbaV2 critic)."""
 
-    def __init__(self, num_heads: int, width: int, depth: int, num_atoms: int, c_shift: float,
-                 scaler_init: str):
+    def __init__(self, module: nn.Module, num_heads: int):
         self.num_heads = num_heads
-        self.body = _CategoricalCriticBody(width=width, depth=depth, num_atoms=num_atoms,
-                                           c_shift=c_shift, scaler_init=scaler_init)
+        self.body = module
 
-    def init(self, key, obs, action):
+    def init(self, key, *inputs):
         keys = jax.random.split(key, self.num_heads)
-        return {"params": {f"head_{h}": self.body.init(keys[h], obs, action)["params"]
+        return {"params": {f"head_{h}": self.body.init(keys[h], *inputs)["params"]
                            for h in range(self.num_heads)}}
 
-    def apply(self, variables, obs, action):
+    def apply(self, variables, *inputs):
         params = variables["params"]
-        outs = [self.body.apply({"params": params[f"head_{h}"]}, obs, action)
+        outs = [self.body.apply({"params": params[f"head_{h}"]}, *inputs)
                 for h in range(self.num_heads)]
         return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+
+
+def CategoricalCritic(num_heads: int, width: int, depth: int, num_atoms: int, c_shift: float,
+                      scaler_init: str) -> Ensemble:
+    """SimbaV2's critic ensemble: apply(variables, obs (B, O), action (B, A)) ->
+    logits (H, B, num_atoms), features (H, B, ...)."""
+    return Ensemble(_CategoricalCriticBody(width=width, depth=depth, num_atoms=num_atoms,
+                                           c_shift=c_shift, scaler_init=scaler_init), num_heads)
 
 
 def stack_heads(params: dict) -> dict:

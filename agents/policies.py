@@ -1,4 +1,4 @@
-"""Tanh-Gaussian policies and the SAC temperature, shared by every SAC-family agent."""
+"""Tanh-Gaussian policies, shared by every SAC-family agent (the temperature: agents.temperature)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,3 @@ def sample_tanh_gaussian(key: jax.Array, mean: jax.Array, log_std: jax.Array):
     # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), stable for large |u|
     log_det = 2.0 * (math.log(2.0) - u - jax.nn.softplus(-2.0 * u))
     return jnp.tanh(u), jnp.sum(log_prob - log_det, axis=-1)
-
-
-def temperature_loss(log_alpha: jax.Array, entropy: jax.Array, target_entropy: float):
-    """SAC temperature loss alpha * (H - H_target); gradient lowers alpha when the policy's
-    entropy H is above target."""
-    return jnp.exp(log_alpha) * (entropy - target_entropy)

@@ -21,12 +21,16 @@ import jax.numpy as jnp
 import optax
 
 from agents import distributional as dist
-from agents.base import AgentSpec
+from agents import temperature as temp
+from agents.base import AgentSpec, BaseConfig
+from agents.fused import scan_updates
 from agents.layers import project_kernels
 from agents.normalization import ObservationNormalizer, RewardScaler
 from agents.networks import CategoricalCritic, SimbaV2Actor, stack_heads
-from agents.policies import sample_tanh_gaussian, temperature_loss
+from agents.policies import sample_tanh_gaussian
 from agents.stability import feature_metrics, norm_metrics
+from agents.targets import min_categorical, polyak
+from agents.train_state import TrainState, apply_gradients
 
 
 @dataclass(frozen=True)
@@ -36,8 +40,9 @@ class NetworkConfig:
 
 
 @dataclass(frozen=True)
-class Config:
-    """SimbaV2 settings; the defaults are the paper's (simbav2-spec.md §2.1)."""
+class Config(BaseConfig):
+    """SimbaV2 settings; the defaults are the paper's (docs/agents.md). batch_size (256) and
+    the update rate (default 1 update per frame = the paper's UTD 2) come from BaseConfig."""
 
     actor: NetworkConfig = field(default=NetworkConfig(width=128, depth=1))  # actor body
     critic: NetworkConfig = field(default=NetworkConfig(width=512, depth=2))  # critic body
@@ -46,14 +51,11 @@ class Config:
     c_shift: float = 3.0             # constant appended to the input before the l2 projection
     scaler_init: str = "paper"       # paper: embedder 1/1, block 1/sqrt d; release: sqrt(2/d), sqrt(2/d)/2
     g_reset: str = "terminated"      # reset the running return G on: terminated (paper) | done (release)
-    batch_size: int = 256            # transitions per gradient update
     lr_init: float = 1e-4            # Adam LR at the first update (actor, critic, temperature)
     lr_end: float = 5e-5             # Adam LR after the planned number of updates (linear decay)
     tau: float = 0.005               # Polyak rate of the target critic, every update
     temperature_init: float = 0.01   # initial SAC temperature alpha
     target_entropy_scale: float = 0.5  # target entropy = -scale * |A|
-    updates_per_frame: float | None = None  # gradient updates per environment frame (default 1.0 = paper's UTD 2)
-    utd: float | None = None         # the paper's "UTD k" = k/2 updates per env frame (k per agent step at repeat 2)
     cdq: str = "auto"                # clipped double-Q: auto (= the domain is episodic) | on | off
     log_std_min: float = -10.0       # lower bound of the actor's log std
     log_std_max: float = 2.0         # upper bound of the actor's log std
@@ -61,33 +63,9 @@ class Config:
     CHOICES = {"scaler_init": ("paper", "release"), "g_reset": ("terminated", "done"),
                "cdq": ("auto", "on", "off")}
 
-    def __post_init__(self):
-        for key, valid in self.CHOICES.items():
-            if getattr(self, key) not in valid:
-                raise ValueError(f"bad value {getattr(self, key)!r} for {key}; valid: "
-                                 f"{', '.join(valid)}")
-        upf, utd = self.updates_per_frame, self.utd
-        if upf is not None and utd is not None and abs(upf - utd / 2) > 1e-12:
-            raise ValueError(f"updates_per_frame={upf} and utd={utd} disagree (utd k means k/2 "
-                             "updates per frame); set one of them")
-        if self.frame_update_rate <= 0:
-            raise ValueError("updates_per_frame / utd must be positive")
-
-    @property
-    def frame_update_rate(self) -> float:
-        """Gradient updates per environment frame."""
-        if self.updates_per_frame is not None:
-            return float(self.updates_per_frame)
-        return float(self.utd) / 2.0 if self.utd is not None else 1.0
-
     def num_heads(self, spec: AgentSpec) -> int:
         on = {"auto": spec.episodic, "on": True, "off": False}[self.cdq]
         return 2 if on else 1
-
-
-class TrainState(struct.PyTreeNode):
-    params: dict
-    opt_state: optax.OptState
 
 
 class SimbaV2(struct.PyTreeNode):
@@ -137,13 +115,21 @@ def _init(config: Config, spec: AgentSpec, key: jax.Array) -> SimbaV2:
     act = jnp.zeros((1, spec.act_dim), jnp.float32)
     actor = project_kernels(s.actor.init(k_actor, obs)["params"])
     critic = project_kernels(s.critic.init(k_critic, obs, act)["params"])
-    log_alpha = jnp.asarray(jnp.log(config.temperature_init), jnp.float32)
     return SimbaV2(
-        actor=TrainState(actor, s.tx.init(actor)),
-        critic=TrainState(critic, s.tx.init(critic)),
+        actor=TrainState.create(actor, s.tx),
+        critic=TrainState.create(critic, s.tx),
         target=jax.tree.map(jnp.copy, critic),
-        temperature=TrainState(log_alpha, s.tx.init(log_alpha)),
+        temperature=temp.init(config.temperature_init, s.tx),
         step=jnp.zeros((), jnp.int32), key=key, config=config, spec=spec)
+
+
+def networks(agent: SimbaV2) -> dict:
+    """The trainable parameter trees (the critic holds every head)."""
+    return {"actor": agent.actor.params, "critic": agent.critic.params}
+
+
+def critic_heads(config: Config, spec: AgentSpec) -> int:
+    return config.num_heads(spec)
 
 
 def normalizers(config: Config, spec: AgentSpec):
@@ -166,12 +152,6 @@ def act(agent: SimbaV2, obs: jax.Array, key: jax.Array, deterministic: bool = Fa
     return sample_tanh_gaussian(key, mean, log_std)[0]
 
 
-def _apply_adam(state: TrainState, grads, tx, project: bool) -> TrainState:
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    return TrainState(project_kernels(params) if project else params, opt_state)
-
-
 def _actor_loss(s: _Static, agent: SimbaV2, params, obs, key, alpha):
     """mean(alpha log pi(a|s) - min_h Q_h(s, a)), a ~ pi reparameterised, Q from the online
     critic (gradients reach the actor only through a). Aux: (log pi, actor features)."""
@@ -189,7 +169,7 @@ def _critic_target(s: _Static, agent: SimbaV2, actor_params, batch, alpha, key):
     mean, log_std, _ = s.actor.apply({"params": actor_params}, batch["next_obs"])
     next_action, next_log_prob = sample_tanh_gaussian(key, mean, log_std)
     next_logits, _ = s.critic.apply({"params": agent.target}, batch["next_obs"], next_action)
-    next_probs = dist.min_head(jax.nn.softmax(next_logits, axis=-1), s.atoms)  # (B, N)
+    next_probs = min_categorical(jax.nn.softmax(next_logits, axis=-1), s.atoms)  # (B, N)
     bootstrap = agent.spec.discount * (1.0 - batch["terminated"])
     target_atoms = batch["reward"][:, None] + bootstrap[:, None] * (
         s.atoms[None, :] - alpha * next_log_prob[:, None])
@@ -208,28 +188,24 @@ def _gradient_step(agent: SimbaV2, batch: dict) -> tuple[SimbaV2, dict]:
     key, k_actor, k_next = jax.random.split(agent.key, 3)
 
     # 1. actor, with the current temperature
-    alpha = jnp.exp(agent.temperature.params)
+    alpha = temp.value(agent.temperature)
     (a_loss, (log_prob, _)), a_grads = jax.value_and_grad(_actor_loss, argnums=2, has_aux=True)(
         s, agent, agent.actor.params, batch["obs"], k_actor, alpha)
-    actor = _apply_adam(agent.actor, a_grads, s.tx, project=True)
+    actor = apply_gradients(agent.actor, a_grads, s.tx, post=project_kernels)
     entropy = -jnp.mean(log_prob)
 
     # 2. temperature, on the actor step's (constant) entropy
-    t_loss, t_grad = jax.value_and_grad(temperature_loss)(
-        agent.temperature.params, entropy, s.target_entropy)
-    temperature = _apply_adam(agent.temperature, t_grad, s.tx, project=False)
-    alpha_new = jnp.exp(temperature.params)
+    temperature, t_loss = temp.step(agent.temperature, entropy, s.target_entropy, s.tx)
+    alpha_new = temp.value(temperature)
 
     # 3. critic, towards the target built from the *new* actor and temperature
     target = _critic_target(s, agent, actor.params, batch, alpha_new, k_next)
     (c_loss, (logits, _)), c_grads = jax.value_and_grad(_critic_loss, argnums=1, has_aux=True)(
         s, agent.critic.params, batch, target)
-    critic = _apply_adam(agent.critic, c_grads, s.tx, project=True)
+    critic = apply_gradients(agent.critic, c_grads, s.tx, post=project_kernels)
 
     # 4. Polyak target (kept off the sphere, as the paper's code)
-    tau = agent.config.tau
-    target_params = jax.tree.map(lambda t, p: (1.0 - tau) * t + tau * p,
-                                 agent.target, critic.params)
+    target_params = polyak(agent.target, critic.params, agent.config.tau)
 
     q = dist.expected_value(jax.nn.softmax(logits, axis=-1), s.atoms)
     metrics = {
@@ -249,12 +225,8 @@ def update(agent: SimbaV2, block: dict) -> tuple[SimbaV2, dict]:
     """k gradient updates, one per leading index of `block` (k, batch, ...), in one lax.scan.
     Returns the new state and the metrics averaged over the k updates (device scalars, plus
     `health/finite`, false when any loss was NaN/Inf). The input state is donated."""
-    agent, metrics = jax.lax.scan(_gradient_step, agent, block)
-    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(metrics[k]))
-                                for k in ("actor/loss", "critic/loss", "temperature/loss")]))
-    out = {k: jnp.mean(v) for k, v in metrics.items()}
-    out["health/finite"] = finite
-    return agent, out
+    return scan_updates(_gradient_step, agent, block,
+                        ("actor/loss", "critic/loss", "temperature/loss"))
 
 
 @jax.jit
@@ -264,7 +236,7 @@ def stability_metrics(agent: SimbaV2, batch: dict) -> dict:
     LR, and feature norms of every block and of the head's hidden vector."""
     s = _static(agent.config, agent.spec)
     k_actor, k_next = jax.random.split(jax.random.fold_in(agent.key, 7))
-    alpha = jnp.exp(agent.temperature.params)
+    alpha = temp.value(agent.temperature)
     target = _critic_target(s, agent, agent.actor.params, batch, alpha, k_next)
     (_, (_, c_feats)), c_grads = jax.value_and_grad(_critic_loss, argnums=1, has_aux=True)(
         s, agent.critic.params, batch, target)

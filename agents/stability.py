@@ -1,4 +1,16 @@
-"""Norm and effective-learning-rate metrics of simbav2-spec.md §5, computed on device.
+"""Norm and effective-learning-rate metrics (the SimbaV2 paper's training-dynamics figure),
+computed on device, under one naming scheme that every agent can follow:
+
+  {network}/{group}/{quantity}          network: actor | critic (| any other network name)
+                                        group: encoder | predictor | other | total
+                                        quantity: pnorm, effective_pnorm, gnorm,
+                                        effective_gnorm, effective_lr, featnorm
+  {network}/encoder/{layer}/featnorm    per recorded layer
+
+An agent's optional `stability_metrics(state, batch)` returns such names (use `norm_metrics`
+and `feature_metrics` below on trees whose top-level keys start with `encoder` / `predictor`);
+analysis draws `critic/{encoder,predictor}/{featnorm,effective_pnorm,effective_gnorm,
+effective_lr}` for every method that logged them and names those that logged none.
 
 Leaf l = one parameter array, n_l its element count, G a group (encoder, predictor, total):
   pnorm            sqrt(sum_{l in G} ||theta_l||^2)

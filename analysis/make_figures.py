@@ -260,9 +260,15 @@ def run(opts: Options, command: str = "") -> dict:
               (poi, reference, colors, fig_dir, F), {}),
              ("Sample efficiency", figures.sample_efficiency,
               (curves, grid[1:], methods, colors, fig_dir, F), {})]
+    section_notes: dict[str, list[str]] = {}
     if "has_metrics" in sc.scores:
         dyn = sc.scores.loc[sc.scores["has_metrics"].eq(True)]
-        for d, part in dyn.groupby("domain", sort=False):
+        silent = _methods_without_dynamics(dyn)
+        if silent:
+            section_notes["Norm and effective-LR dynamics"] = [
+                f"No norm / effective-LR metrics (`critic/encoder/...`, agents/stability.py) "
+                f"were logged by: {', '.join(silent)}; they are absent from these figures."]
+        for d, part in dyn.loc[~dyn["method"].isin(silent)].groupby("domain", sort=False):
             jobs.append(("Norm and effective-LR dynamics", _dynamics_figure,
                          (d, part[["method", "run_dir"]], methods, colors, fig_dir, F), {}))
     facts = scaling.method_facts(sc.scores, methods)
@@ -299,7 +305,7 @@ def run(opts: Options, command: str = "") -> dict:
 
     rep = report.write(out, command=command, options=vars(opts), results=res, scored=sc,
                        summary=summary, per_task=per_task, poi=poi, reference=reference,
-                       figures=figs, methods=methods)
+                       figures=figs, methods=methods, section_notes=section_notes)
     return {"report": rep, "summary": summary, "per_task": per_task, "scored": sc,
             "poi": poi, "figures": figs, "notes": res.notes, "seconds": time.perf_counter() - t0}
 
@@ -337,6 +343,15 @@ def _render(jobs):
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as ex:
         futures = [(sec, ex.submit(fn, *a, **kw)) for sec, fn, a, kw in jobs]
         return [(sec, f.result()) for sec, f in futures]
+
+
+def _methods_without_dynamics(runs: pd.DataFrame) -> list[str]:
+    """Methods none of whose runs (rows with method, run_dir) logged a dynamics column."""
+    from analysis import store
+
+    logged = {m for m, run_dir in zip(runs["method"], runs["run_dir"])
+              if store.read_dynamics(run_dir) is not None}
+    return [m for m in dict.fromkeys(runs["method"]) if m not in logged]
 
 
 def _dynamics_figure(domain, runs, methods, colors, fig_dir, frames) -> list[str]:

@@ -37,7 +37,7 @@ def _with_ci(row, stat: str) -> str:
 
 def write(out: Path, *, command: str, options: dict, results, scored, summary: pd.DataFrame,
           per_task: pd.DataFrame, poi: list, reference: str | None, figures: dict[str, list],
-          methods: list[str]) -> Path:
+          methods: list[str], section_notes: dict[str, list[str]] | None = None) -> Path:
     """Write out/report.md. `figures`: section title -> list of figure base names."""
     F = scored.frames
     L = [f"# Results at {F:,} frames", "",
@@ -132,10 +132,12 @@ def write(out: Path, *, command: str, options: dict, results, scored, summary: p
                                      for m, iv, n in poi])), ""]
 
     L += ["## Figures", ""]
+    section_notes = section_notes or {}
     for title, names in figures.items():
-        if not names:
+        notes = section_notes.get(title, [])
+        if not names and not notes:
             continue
-        L += [f"### {title}", ""]
+        L += [f"### {title}", ""] + [f"- {n}" for n in notes] + ([""] if notes else [])
         for name in names:
             L += [f"![{name}](figures/{name}.png)", "",
                   f"[{name}.pdf](figures/{name}.pdf)", ""]

@@ -3,8 +3,10 @@
 The harness writes one directory per run, `<root>/<exp>/<task>/seed_<seed>/`, holding
 
 * `config.json`  the resolved config: {"run_id", "exp", "task" (canonical id), "seed",
-                 "frames" (budget), "agent": {"name", "critic": {"width", "depth", ...},
-                 "actor": {...}, "updates_per_frame", ...}}
+                 "frames" (budget), "agent": {"name", "label", <the agent's own settings>},
+                 "scale": {"width", "depth", "params": {"actor", "critic", "total", ...},
+                 "flops_per_update", "updates_per_frame", ...}}; analysis reads only
+                 `agent.name`/`agent.label` and `scale`, never an agent's own settings
 * `status.json`  {"state": pending|running|completed|failed, "reason", "frames_done",
                  "wall_time_s", "device", ...}
 * `eval.csv`     evaluations in the published long format (header
@@ -32,8 +34,9 @@ METRICS_FILE = "metrics.parquet"
 RUN_FILES = (EVAL_FILE, CONFIG_FILE, STATUS_FILE, METRICS_FILE)
 
 FRAMES_COLUMN = "frames"
-# The paper's stability figure (simbav2-spec §5): critic feature / parameter / gradient norm and
-# effective LR, split into encoder and predictor. Keys: (module, quantity) -> column.
+# The paper's stability figure (docs/agents.md): critic feature / parameter / gradient norm and
+# effective LR, split into encoder and predictor, by the naming scheme every agent follows
+# (agents/stability.py). Keys: (module, quantity) -> column.
 DYNAMICS_MODULES = ("encoder", "predictor")
 DYNAMICS_QUANTITIES = ("featnorm", "effective_pnorm", "effective_gnorm", "effective_lr")
 DYNAMICS_COLUMNS = {(m, q): f"critic/{m}/{q}"
@@ -58,8 +61,9 @@ class StoreRun:
     def meta(self) -> dict:
         """Flat per-run facts the analysis uses (NaN / None where the run did not record them)."""
         agent = self.config.get("agent") or {}
-        critic = agent.get("critic") or {}
-        upf = agent.get("updates_per_frame")
+        scale = self.config.get("scale") or {}
+        params = scale.get("params") or {}
+        upf = scale.get("updates_per_frame")
         seed = self.config.get("seed")
         if seed is None and len(self.evals):
             seed = int(self.evals["seed"].iloc[0])
@@ -82,9 +86,11 @@ class StoreRun:
             "seed": seed,
             "run_dir": str(self.path),
             "run_id": self.config.get("run_id"),
-            "agent": agent.get("name"),
-            "width": _num(critic.get("width")),
-            "depth": _num(critic.get("depth")),
+            "agent": agent.get("label") or agent.get("name"),
+            "width": _num(scale.get("width")),
+            "depth": _num(scale.get("depth")),
+            "params": _num(params.get("total")),
+            "flops_per_update": _num(scale.get("flops_per_update")),
             # The harness counts updates per env frame; the paper's UTD label is twice that.
             "utd": _num(upf) * 2 if upf is not None else np.nan,
             "budget_frames": _num(self.config.get("frames")),

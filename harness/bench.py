@@ -1,17 +1,23 @@
 """Benchmarks (scripts, not tests).
 
-`python -m harness.bench loop [--json] [task=cheetah-run] [frames=20000] [size=small]`
-measures a real run's frames/s against the raw env and update rates (the loop's overhead).
+`python -m harness.bench loop [--json] [agent=simbav2] [task=cheetah-run] [frames=20000]
+[size=small]` measures a real run's frames/s against the raw env and update rates (the loop's
+overhead).
 
-`python -m harness.bench update [--json] [sizes=default,small] [seconds=20]`
-measures, on this machine, SimbaV2 gradient updates per second for two sizes, with one critic
-and with clipped double-Q:
-  (a) per_call: the official code's pattern: one jitted update per call, the batch sampled and
-      normalised on the host (float64) and copied in each time, metrics pulled to the host after
-      each call;
+`python -m harness.bench update [--json] [agent=simbav2] [sizes=default,small] [seconds=20]`
+measures, on this machine, an agent's gradient updates per second (any agent: a registered
+name or an import path; only the contract in agents/base.py is used) for two sizes, with one
+critic and with clipped double-Q (episodic task; agents that always use twin critics have two
+in both):
+  (a) per_call: the official SimbaV2 code's pattern: one jitted update per call, the batch
+      sampled and normalised on the host (float64) and copied in each time, metrics pulled to
+      the host after each call;
   (b) fused: our k-update scan (k = 2) on a block already on the device;
   (c) a plain large float32 matmul in the same process, the machine's ceiling.
-FLOPs per update come from XLA's cost analysis of the *lowered* single update.
+FLOPs per update come from XLA's cost analysis of the *lowered* single update
+(agents.base.flops_per_update). Sizes: `default` is the agent's default config on a DMC
+humanoid-sized task (67 observations, 21 actions); `small` sets actor 64x1 and critic 128x1
+(where the agent has those settings) on a 24/6 task.
 `matmul_peak_fraction` is the median, over fused calls each timed back to back with one ceiling
 matmul, of (update FLOP/s / matmul FLOP/s): on a shared machine whose speed drifts within
 seconds, both sides of the ratio are then measured under the same load.
@@ -32,14 +38,16 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from agents import simbav2 as sv  # noqa: E402
+from agents import base as contract  # noqa: E402
 from agents.base import AgentSpec  # noqa: E402
-from agents.normalization import ObservationNormalizer  # noqa: E402
 from harness.cli import UsageError, check_keys, fail, split_kv  # noqa: E402
+from harness.config import agent_config_class, flat_fields, override  # noqa: E402
 
+# size -> (settings applied where the agent has them, observation dim, action dim)
 SIZES = {
-    "default": dict(actor=(128, 1), critic=(512, 2), batch=256, obs=67, act=21),
-    "small": dict(actor=(64, 1), critic=(128, 1), batch=256, obs=24, act=6),
+    "default": dict(settings={}, obs=67, act=21),
+    "small": dict(settings={"actor.width": 64, "actor.depth": 1, "critic.width": 128,
+                            "critic.depth": 1}, obs=24, act=6),
 }
 FUSED_K = 2
 
@@ -71,10 +79,16 @@ def matmul_gflops(seconds: float = 3.0) -> float:
     return best
 
 
-def _setup(size: dict, episodic: bool):
-    cfg = sv.Config(actor=sv.NetworkConfig(*size["actor"]),
-                    critic=sv.NetworkConfig(*size["critic"]), batch_size=size["batch"])
-    spec = AgentSpec(obs_dim=size["obs"], act_dim=size["act"], discount=0.99,
+def sized_config(agent_name: str, size: str):
+    """The agent's default config with the size's settings that it has."""
+    cfg = agent_config_class(agent_name)()
+    have = flat_fields(cfg)
+    return override(cfg, {k: v for k, v in SIZES[size]["settings"].items() if k in have})
+
+
+def _setup(agent_name: str, size: str, episodic: bool):
+    cfg = sized_config(agent_name, size)
+    spec = AgentSpec(obs_dim=SIZES[size]["obs"], act_dim=SIZES[size]["act"], discount=0.99,
                      episodic=episodic, total_updates=10**6)
     return cfg, spec
 
@@ -97,7 +111,8 @@ def _rate(step, state, seconds: float, per_call_updates: int):
     return calls * per_call_updates / (time.perf_counter() - t0), state
 
 
-def measure(size: dict, episodic: bool, seconds: float, rounds: int = 5) -> dict:
+def measure(agent_name: str, size: str, episodic: bool, seconds: float,
+            rounds: int = 5) -> dict:
     """Per-call and fused update rates and the fused update's fraction of the matmul ceiling.
 
     This machine's speed drifts by tens of percent within seconds (shared cores), so the two
@@ -107,41 +122,44 @@ def measure(size: dict, episodic: bool, seconds: float, rounds: int = 5) -> dict
     median fused rate by the best matmul seen instead: a pessimistic bound, since that best is
     a momentary peak the updates are not timed in. Per-call and fused rates alternate in
     `rounds` rounds; rates are medians over rounds."""
-    cfg, spec = _setup(size, episodic)
+    agent = contract.load_agent(agent_name)
+    cfg, spec = _setup(agent_name, size, episodic)
     data = _host_data(spec)
-    norm = ObservationNormalizer((spec.obs_dim,))
-    norm.update(data["obs"])
+    norm, scaler = contract.normalizers(agent, cfg, spec)
+    if norm is not None:
+        for o in data["obs"][:2000]:
+            norm.update_one(o)
+    normalise = (lambda o: norm.normalize(o)) if norm is not None else (
+        lambda o: o.astype(np.float32))
+    reward_scale = 3.0 if scaler is not None else 1.0
     rng = np.random.default_rng(1)
-    batch = size["batch"]
+    batch = cfg.batch_size
 
     def host_batch():
         idx = rng.integers(0, len(data["reward"]), batch)
-        return {"obs": norm.normalize(data["obs"][idx]), "action": data["action"][idx],
-                "reward": (data["reward"][idx] / 3.0).astype(np.float32),
-                "next_obs": norm.normalize(data["next_obs"][idx]),
+        return {"obs": normalise(data["obs"][idx]), "action": data["action"][idx],
+                "reward": (data["reward"][idx] / reward_scale).astype(np.float32),
+                "next_obs": normalise(data["next_obs"][idx]),
                 "terminated": data["terminated"][idx]}
 
     # (a) the official per-call pattern: one update per call, host batch, metrics to host
-    single = jax.jit(sv._gradient_step, donate_argnums=0)
-
-    def per_call(agent):
-        agent, metrics = single(agent, jax.device_put(host_batch()))
+    def per_call(state):
+        state, metrics = agent.update(state, jax.device_put(
+            jax.tree.map(lambda x: x[None], host_batch())))
         jax.device_get(metrics)
-        return agent
+        return state
 
     # (b) fused scan over a device-resident (k, batch, ...) block
     block = jax.device_put(jax.tree.map(lambda *xs: np.stack(xs),
                                         *[host_batch() for _ in range(FUSED_K)]))
 
-    def fused(agent):
-        return sv.update(agent, block)[0]
+    def fused(state):
+        return agent.update(state, block)[0]
 
-    one = jax.tree.map(lambda x: x[0], block)
-    flops = float(jax.jit(sv._gradient_step).lower(sv.init(cfg, spec, 0), one)
-                  .cost_analysis()["flops"])
+    flops = contract.flops_per_update(agent, cfg, spec)
     mm, mm_arg = _matmul()
-    a_state = per_call(sv.init(cfg, spec, 0))   # compile and warm up
-    b_state = fused(sv.init(cfg, spec, 0))
+    a_state = per_call(agent.init(cfg, spec, 0))   # compile and warm up
+    b_state = fused(agent.init(cfg, spec, 0))
     jax.block_until_ready((a_state, b_state))
     per, fus, ratios, mm_rates = [], [], [], []
     for _ in range(rounds):
@@ -160,7 +178,8 @@ def measure(size: dict, episodic: bool, seconds: float, rounds: int = 5) -> dict
             n_pairs += 1
         fus.append(n_pairs * FUSED_K / t_fused)
     med = lambda xs: float(np.median(xs))  # noqa: E731
-    return {"updates_per_s_fused": med(fus), "updates_per_s_per_call": med(per),
+    return {"critic_heads": contract.critic_heads(agent, cfg, spec),
+            "updates_per_s_fused": med(fus), "updates_per_s_per_call": med(per),
             "fused_speedup": med(np.asarray(fus) / np.asarray(per)),
             "flops_per_update": flops, "matmul_peak_fraction": med(ratios),
             "matmul_peak_fraction_vs_best": med(fus) * flops / 1e9 / max(mm_rates),
@@ -168,21 +187,22 @@ def measure(size: dict, episodic: bool, seconds: float, rounds: int = 5) -> dict
                                      "best": round(max(mm_rates), 1), "pairs": len(ratios)}}
 
 
-def bench_update(sizes: list[str], seconds: float) -> dict:
+def bench_update(agent_name: str, sizes: list[str], seconds: float) -> dict:
     peak = matmul_gflops()
-    out: dict = {"matmul_gflops": peak, "device": jax.devices()[0].device_kind,
+    out: dict = {"agent": agent_name, "matmul_gflops": peak,
+                 "device": jax.devices()[0].device_kind,
                  "cpu_count": os.cpu_count(), "jax": jax.__version__,
                  "machine": platform.machine(), "fused_k": FUSED_K}
     for name in sizes:
         res = {}
         for prefix, episodic in (("", False), ("cdq_", True)):
-            r = measure(SIZES[name], episodic, seconds)
+            r = measure(agent_name, name, episodic, seconds)
             res.update({prefix + k: v for k, v in r.items()})
         out[name] = res
     return out
 
 
-def bench_loop(task_name: str, frames: int, size: str) -> dict:
+def bench_loop(agent_name: str, task_name: str, frames: int, size: str) -> dict:
     """frames/s of a real run (learning phase, evaluation excluded) against the raw env step
     rate and the raw fused-update rate; overhead = 1 - run rate / (1 / (1/env + upf/update))."""
     from harness.config import RunConfig
@@ -190,9 +210,8 @@ def bench_loop(task_name: str, frames: int, size: str) -> dict:
     from suites import get_task, make_env
 
     task = get_task(task_name)
-    sz = SIZES[size]
-    agent_cfg = sv.Config(actor=sv.NetworkConfig(*sz["actor"]),
-                          critic=sv.NetworkConfig(*sz["critic"]), batch_size=sz["batch"])
+    agent = contract.load_agent(agent_name)
+    agent_cfg = sized_config(agent_name, size)
     env = make_env(task, 0)
     env.reset()
     rng = np.random.default_rng(0)
@@ -206,7 +225,7 @@ def bench_loop(task_name: str, frames: int, size: str) -> dict:
             env.reset()
     env_fps = n / (time.perf_counter() - t0)
     warmup = 1000
-    run = Run(RunConfig(task=task.name, frames=frames, warmup_steps=warmup,
+    run = Run(RunConfig(task=task.name, agent=agent_name, frames=frames, warmup_steps=warmup,
                         eval_every=10**9, eval_episodes=1, metrics_every=-1,
                         checkpoint_every=0, log_every=10**9, progress="none"), agent_cfg)
     spec = run.spec
@@ -214,9 +233,9 @@ def bench_loop(task_name: str, frames: int, size: str) -> dict:
     block = jax.device_put(jax.tree.map(lambda *xs: np.stack(xs), *[
         {key: v.astype(np.float32) if v.dtype == np.float64 else v
          for key, v in _host_data(spec, 512).items()} for _ in range(k)]))
-    block = jax.tree.map(lambda x: x[:, :sz["batch"]], block)
-    warm = sv.update(sv.init(agent_cfg, spec, 0), block)[0]
-    update_rate = _rate(lambda a: sv.update(a, block)[0], warm, 10.0, k)[0]
+    block = jax.tree.map(lambda x: x[:, :agent_cfg.batch_size], block)
+    warm = agent.update(agent.init(agent_cfg, spec, 0), block)[0]
+    update_rate = _rate(lambda a: agent.update(a, block)[0], warm, 10.0, k)[0]
     run.run()
     t = run.timers
     learn_frames = run.frames - warmup * task.action_repeat
@@ -225,7 +244,7 @@ def bench_loop(task_name: str, frames: int, size: str) -> dict:
     run_s = run.wall - t["eval"] - warm_s
     run_fps = learn_frames / run_s
     ideal = 1.0 / (1.0 / env_fps + agent_cfg.frame_update_rate / update_rate)
-    return {"task": task.name, "size": size, "update_block": k, "env_frames_per_s": env_fps,
+    return {"agent": agent_name, "task": task.name, "size": size, "update_block": k, "env_frames_per_s": env_fps,
             "updates_per_s_raw": update_rate, "run_frames_per_s": run_fps,
             "ideal_frames_per_s": ideal, "overhead": 1.0 - run_fps / ideal,
             "seconds": {k2: round(v, 2) for k2, v in t.items()} | {"wall": round(run.wall, 2)}}
@@ -237,22 +256,28 @@ def main(argv: list[str]) -> int:
     if argv and argv[0] == "loop":
         try:
             kv = split_kv(argv[1:])
-            check_keys(kv, {"task", "frames", "size"})
+            check_keys(kv, {"agent", "task", "frames", "size"})
             size = kv.get("size", "small")
             if size not in SIZES:
                 raise UsageError(f"unknown size {size!r}; valid: {', '.join(SIZES)}")
-            res = bench_loop(kv.get("task", "cheetah-run"), int(kv.get("frames", 20000)), size)
+            agent_name = kv.get("agent", "simbav2")
+            agent_config_class(agent_name)
+            res = bench_loop(agent_name, kv.get("task", "cheetah-run"),
+                             int(kv.get("frames", 20000)), size)
         except (UsageError, ValueError) as e:
             fail(str(e))
         print(json.dumps(res) if as_json else json.dumps(res, indent=1))
         return 0
     if not argv or argv[0] != "update":
-        fail("usage: python -m harness.bench update [--json] [sizes=default,small] [seconds=20]\n"
-             "       python -m harness.bench loop [--json] [task=cheetah-run] [frames=20000] "
-             "[size=small]")
+        fail("usage: python -m harness.bench update [--json] [agent=simbav2] "
+             "[sizes=default,small] [seconds=20]\n"
+             "       python -m harness.bench loop [--json] [agent=simbav2] [task=cheetah-run] "
+             "[frames=20000] [size=small]")
     try:
         kv = split_kv(argv[1:])
-        check_keys(kv, {"sizes", "seconds"})
+        check_keys(kv, {"agent", "sizes", "seconds"})
+        agent_name = kv.get("agent", "simbav2")
+        agent_config_class(agent_name)
         sizes = kv.get("sizes", "default,small").split(",")
         for s in sizes:
             if s not in SIZES:
@@ -260,16 +285,17 @@ def main(argv: list[str]) -> int:
         seconds = float(kv.get("seconds", 20))
     except (UsageError, ValueError) as e:
         fail(str(e))
-    res = bench_update(sizes, seconds)
+    res = bench_update(agent_name, sizes, seconds)
     if as_json:
         print(json.dumps(res))
         return 0
-    print(f"matmul ceiling: {res['matmul_gflops']:.0f} GFLOP/s on {res['device']} "
+    print(f"{agent_name}: matmul ceiling {res['matmul_gflops']:.0f} GFLOP/s on {res['device']} "
           f"({res['cpu_count']} CPUs), jax {res['jax']}")
     for s in sizes:
         r = res[s]
-        for p, label in (("", "one critic"), ("cdq_", "clipped double-Q")):
-            print(f"{s:8s} {label:17s} fused {r[p + 'updates_per_s_fused']:8.1f}/s  per-call "
+        for p in ("", "cdq_"):
+            label = "one critic" if r[p + "critic_heads"] == 1 else f"{r[p + 'critic_heads']} critics"
+            print(f"{s:8s} {label:11s} fused {r[p + 'updates_per_s_fused']:8.1f}/s  per-call "
                   f"{r[p + 'updates_per_s_per_call']:8.1f}/s  speedup "
                   f"{r[p + 'fused_speedup']:.2f}x  {r[p + 'flops_per_update'] / 1e9:6.2f} GFLOP/"
                   f"update  {r[p + 'matmul_peak_fraction']:.2f} of matmul peak")

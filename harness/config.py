@@ -29,7 +29,7 @@ class RunConfig:
     frames: int = 1_000_000             # budget in env frames (agent steps x action repeat)
     exp: str = field(default="default", metadata=OPERATIONAL)   # experiment name (method label)
     root: str = field(default="runs", metadata=OPERATIONAL)     # run-store root directory
-    agent: str = "simbav2"              # agent module (agents.base.AGENTS)
+    agent: str = "simbav2"              # a registered agent (simbav2, sac, simba, crossq) or an import path pkg.module:Agent
     warmup_steps: int = 5000            # random-action transitions before learning starts
     buffer_size: int = 1_000_000        # replay capacity in transitions
     eval_every: int = 0                 # env frames between evaluations; 0 = 50,000 agent steps
@@ -174,12 +174,13 @@ def run_id(agent_cfg, run_cfg: RunConfig, task: str) -> str:
 # -- the command-line namespace of one run: run settings + the chosen agent's settings --------
 
 def agent_config_class(name: str):
-    from agents.base import AGENTS, get_agent
+    """The Config class of a registered agent or an agent given by import path."""
+    from agents.base import AgentError, load_agent
 
-    if name not in AGENTS:
-        raise UsageError(f"unknown agent {name!r}{suggest(name, AGENTS)}; valid: "
-                         f"{', '.join(AGENTS)}")
-    return get_agent(name).Config
+    try:
+        return load_agent(name).Config
+    except AgentError as e:
+        raise UsageError(str(e)) from None
 
 
 def valid_keys(agent: str) -> dict[str, tuple[Any, Any]]:
@@ -211,3 +212,21 @@ def build(given: dict[str, str]):
     except RegistryError as e:
         raise UsageError(str(e)) from None
     return run_cfg, agent_cfg
+
+
+def settings_help(*agents: str) -> str:
+    """Every run setting and every setting of each agent, one line each: key, default, meaning
+    (from the config classes' field comments)."""
+    from agents.base import agent_label, config_help
+
+    sections = [("run settings", RunConfig())] + [
+        (f"agent settings ({agent_label(a)})", agent_config_class(a)()) for a in agents]
+    lines = []
+    for title, cfg in sections:
+        rows = config_help(cfg)
+        width = max(len(k) for k, _, _ in rows) + 2
+        lines += ["", f"{title}:"]
+        for key, default, text in rows:
+            shown = "none" if default is None else str(default)
+            lines.append(f"  {key + '=' + shown:{width + 12}s} {text}")
+    return "\n".join(lines)

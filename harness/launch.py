@@ -2,6 +2,10 @@
 [frames=N] [backend=local|slurm] [workers=N] [profile=local] [partition=...] [runs_per_job=N]
 [dry_run=true] [only=all|failed|unfinished] [<run or agent setting>=v1,v2,... sweeps]`
 
+agent= takes registered agents (simbav2, sac, simba, crossq) and import paths
+(`my_pkg.my_module:MyAgent`, docs/adding-a-baseline.md), comma-separated: a sweep over agents
+puts each agent's runs under <exp>/<agent label>. `--help agent=a,b` lists their settings.
+
 Plans seeded runs (tasks x seeds x agents x sweep points), prints a summary (how many are
 completed, to resume, new, failed, and an estimate of the remaining GPU-hours from measured
 throughput), then runs what is not completed: locally in a pool of worker processes, or as
@@ -22,6 +26,7 @@ import time
 os.environ.setdefault("MUJOCO_GL", "disable")
 
 from harness.cli import UsageError, fail, split_kv  # noqa: E402
+from agents.base import agent_label  # noqa: E402
 from harness.plan import Plan, PlannedRun, build_plan, refresh_states  # noqa: E402
 from harness.store import read_json  # noqa: E402
 
@@ -46,7 +51,7 @@ def seconds_per_frame(plan: Plan) -> dict[tuple, float]:
 def summary(plan: Plan) -> str:
     groups: dict[tuple, collections.Counter] = collections.defaultdict(collections.Counter)
     for r in plan.runs:
-        groups[(r.run_cfg.agent, r.task.domain, r.point)][r.state] += 1
+        groups[(agent_label(r.run_cfg.agent), r.task.domain, r.point)][r.state] += 1
     lines = [f"{'agent':10s} {'domain':9s} {'sweep point':28s} {'runs':>5s} " +
              " ".join(f"{s:>9s}" for s in STATE_ORDER)]
     for (agent, domain, point), c in groups.items():
@@ -73,7 +78,7 @@ def summary(plan: Plan) -> str:
 def listing(plan: Plan) -> str:
     sel = {id(r) for r in plan.selected()}
     return "\n".join(
-        f"{'*' if id(r) in sel else ' '} {r.state:12s} {r.run_cfg.agent} {r.task.name} "
+        f"{'*' if id(r) in sel else ' '} {r.state:12s} {agent_label(r.run_cfg.agent)} {r.task.name} "
         f"seed={r.run_cfg.seed} {r.point or '-'} {r.store.path}"
         + (f"  ({r.reason})" if r.reason else "") for r in plan.runs)
 
@@ -125,7 +130,13 @@ def run_local(plan: Plan, echo) -> int:
 
 def main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
+        from harness.config import settings_help
+
+        agents = next((a.partition("=")[2] for a in argv if a.startswith("agent=")), "simbav2")
+        try:
+            print(__doc__ + settings_help(*[a.strip() for a in agents.split(",") if a.strip()]))
+        except UsageError as e:
+            fail(str(e))
         return 0
     t0 = time.perf_counter()
     try:

@@ -5,7 +5,9 @@ or a count `5` meaning 0..4), exp=, root=, backend=local|slurm, workers=, dry_ru
 profile= plus the cluster-profile keys (partition=, gpus_per_job=, ...), `sbatch.<flag>=value`
 for extra sbatch flags, and every run or agent setting (`frames=`, `critic.width=`, `utd=`...).
 A comma list on a run or agent setting is a sweep: the cartesian product of all sweeps is run,
-each point under its own experiment `<exp>/<key>=<value>,...`.
+each point under its own experiment `<exp>/<key>=<value>,...`. With several agents, each
+agent's runs go under `<exp>/<agent label>`, and a setting applies to the agents that have it
+(a key that no chosen agent has is an error).
 Everything is checked before anything is written or submitted.
 """
 
@@ -16,6 +18,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from agents.base import agent_label
 from harness.cli import UsageError, check_choice, suggest
 from harness.config import (RunConfig, agent_config_class, apply_overrides, flat_fields,
                             run_id, valid_keys)
@@ -154,6 +157,10 @@ def build_plan(given: dict[str, str]) -> Plan:
     agents = [a.strip() for a in given.get("agent", RunConfig.agent).split(",") if a.strip()]
     for a in agents:
         agent_config_class(a)  # unknown agent -> UsageError with the valid ones
+    labels = [agent_label(a) for a in agents]
+    if len(set(labels)) < len(labels) or len(set(agents)) < len(agents):
+        raise UsageError(f"agents {', '.join(agents)} share a label ({', '.join(labels)}); each "
+                         "agent of a sweep needs its own (its runs go to <exp>/<label>)")
     keys_by_agent = {a: valid_keys(a) for a in agents}
     config_keys = set().union(*keys_by_agent.values()) - {"agent", "seed", "task"}
     for key in given:
@@ -191,12 +198,15 @@ def build_plan(given: dict[str, str]) -> Plan:
     sweep_keys = sorted(k for k, v in settings.items() if "," in v)
     runs: list[PlannedRun] = []
     for agent in agents:
+        # with several agents, a setting applies to the agents that have it
         keys = keys_by_agent[agent]
-        for key in settings:
-            if key not in keys:
-                raise UsageError(f"key {key!r} does not apply to agent {agent!r}")
-        choices = [[(k, v.strip()) for v in settings[k].split(",")] for k in sweep_keys]
-        fixed = {k: v for k, v in settings.items() if k not in sweep_keys}
+        if len(agents) == 1:
+            for key in settings:
+                if key not in keys:
+                    raise UsageError(f"key {key!r} does not apply to agent {agent!r}")
+        mine = [k for k in sweep_keys if k in keys]
+        choices = [[(k, v.strip()) for v in settings[k].split(",")] for k in mine]
+        fixed = {k: v for k, v in settings.items() if k not in sweep_keys and k in keys}
         for combo in itertools.product(*choices) if choices else [()]:
             values = {**fixed, **dict(combo)}
             run_given = {k: v for k, v in values.items() if k in flat_fields(RunConfig())}
@@ -205,7 +215,7 @@ def build_plan(given: dict[str, str]) -> Plan:
             base_run.validate()
             agent_cfg = apply_overrides(agent_config_class(agent)(), agent_given, keys)
             point = ",".join(f"{k}={v}" for k, v in combo)
-            exp = base_run.exp + (f"/{agent}" if len(agents) > 1 else "") + (
+            exp = base_run.exp + (f"/{agent_label(agent)}" if len(agents) > 1 else "") + (
                 f"/{point}" if point else "")
             for task in tasks:
                 for seed in seeds:

@@ -1,6 +1,10 @@
 """`python -m harness.run task=<task> agent=simbav2 seed=<int> frames=<int> root=<dir>
 exp=<name> [any run or agent setting as key=value]`
 
+agent= is a registered agent (simbav2, sac, simba, crossq) or an import path
+(`my_pkg.my_module:MyAgent`, see docs/adding-a-baseline.md); `--help agent=NAME` lists that
+agent's settings.
+
 Runs one run in the foreground: starts it, resumes it from its checkpoint, or says it is
 already completed. Bad keys or values are rejected before anything starts (exit status 2).
 Exit status: 0 completed, 1 failed (reason in status.json), 3 stopped by a signal after
@@ -21,7 +25,13 @@ from harness.config import build  # noqa: E402
 
 def main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
+        from harness.config import settings_help
+
+        agent = next((a.partition("=")[2] for a in argv if a.startswith("agent=")), "simbav2")
+        try:
+            print(__doc__ + settings_help(agent))
+        except UsageError as e:
+            fail(str(e))
         return 0
     try:
         run_cfg, agent_cfg = build(split_kv(argv))

@@ -28,7 +28,8 @@ import jax
 import numpy as np
 import pandas as pd
 
-from agents.base import AgentSpec, get_agent
+from agents import base as contract
+from agents.base import AgentSpec
 from harness import checkpoint
 from harness.config import RunConfig, run_id, to_dict
 from harness.evaluate import evaluate
@@ -56,13 +57,23 @@ class Preempted(RuntimeError):
     """A stop signal arrived; a checkpoint was written and the run can be continued."""
 
 
+def agent_spec(task, agent_cfg, frames: int) -> AgentSpec:
+    """What an agent is built for on `task` with a budget of `frames`."""
+    return AgentSpec(obs_dim=task.obs_dim, act_dim=task.act_dim, discount=task.discount,
+                     episodic=task.episodic,
+                     total_updates=max(1, round(agent_cfg.frame_update_rate * frames)))
+
+
 def resolve(run_cfg: RunConfig, agent_cfg) -> dict:
-    """The record written to config.json: everything a run is, plus derived settings."""
+    """The record written to config.json: everything a run is, plus derived settings.
+    `scale` (filled in by the runner) holds the agent-independent size facts
+    (agents.base.scale_facts) that analysis reads."""
     task = get_task(run_cfg.task)
     rate = agent_cfg.frame_update_rate
     run = to_dict(run_cfg)
     run["task"] = task.name
-    agent = {"name": run_cfg.agent, **to_dict(agent_cfg), "updates_per_frame": rate}
+    agent = {"name": run_cfg.agent, "label": contract.agent_label(run_cfg.agent),
+             **to_dict(agent_cfg), "updates_per_frame": rate}
     return {"run_id": run_id(agent_cfg, run_cfg, task.name), "exp": run_cfg.exp,
             "task": task.name, "seed": run_cfg.seed, "frames": run_cfg.frames,
             "agent": agent, "run": run,
@@ -82,7 +93,7 @@ class Run:
         self.store = store
         self.echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
         self.record = resolve(run_cfg, agent_cfg)
-        self.algo = get_agent(run_cfg.agent)
+        self.algo = contract.load_agent(run_cfg.agent)
         t = self.task
         self.repeat = t.action_repeat
         self.rate = agent_cfg.frame_update_rate
@@ -92,9 +103,7 @@ class Run:
         self.eval_every = self.record["derived"]["eval_every"]
         self.metrics_every = (0 if run_cfg.metrics_every < 0 else
                               run_cfg.metrics_every or 50_000 * self.repeat)
-        self.spec = AgentSpec(obs_dim=t.obs_dim, act_dim=t.act_dim, discount=t.discount,
-                              episodic=t.episodic,
-                              total_updates=self.record["derived"]["total_updates"])
+        self.spec = agent_spec(t, agent_cfg, run_cfg.frames)
         self._stop: int | None = None
         self.steps = 0
         self._act = jax.jit(lambda agent, obs, key, step: self.algo.act(
@@ -109,7 +118,7 @@ class Run:
         self.env = make_env(t, train_seed)
         self.eval_envs = None
         self.agent = self.algo.init(self.agent_cfg, self.spec, derive_seed(seed, "agent"))
-        self.obs_norm, self.rew_scale = self.algo.normalizers(self.agent_cfg, self.spec)
+        self.obs_norm, self.rew_scale = contract.normalizers(self.algo, self.agent_cfg, self.spec)
         self.replay = ReplayBuffer(min(self.cfg.buffer_size, self.total_steps), t.obs_dim,
                                    t.act_dim)
         self.replay_rng = np.random.default_rng(derive_seed(seed, "replay"))
@@ -251,6 +260,9 @@ class Run:
         self.updates += self.k
         self.updates_due -= self.k
         self.pending.append(metrics)
+        if "health/finite" not in metrics:
+            raise RunFailed("the agent's update returned no health/finite metric "
+                            "(required by the contract in agents/base.py)")
         if not bool(metrics["health/finite"]):
             bad = [k for k, v in jax.device_get(metrics).items() if not np.isfinite(v)]
             raise RunFailed(f"non-finite {', '.join(bad) or 'values'} at update "
@@ -279,7 +291,7 @@ class Run:
                  "metric": m, "env_step": self.frames, "value": v} for m, v in result.items()])
 
     def _stability(self) -> None:
-        if self.replay.size == 0:
+        if self.replay.size == 0 or not hasattr(self.algo, "stability_metrics"):
             return
         idx = self.replay.sample_indices(self.metrics_rng, 1, self.batch)[0]
         m = self.algo.stability_metrics(self.agent, self._normalise(self.replay.gather(idx)))
@@ -361,6 +373,8 @@ class Run:
         self._fresh()
         resumed = False
         if store is not None:
+            if "scale" not in self.record:
+                self.record["scale"] = contract.scale_facts(self.algo, self.agent_cfg, self.spec)
             store.write_config(self.record)
             if checkpoint.exists(store.checkpoint_dir):
                 frames, arrays, meta, path = checkpoint.load_latest(store.checkpoint_dir)

@@ -28,3 +28,9 @@ def spec_text() -> str:
     if not SPEC.is_file():
         pytest.skip(f"spec not found at {SPEC} (set SIMBABENCH_SHARED)")
     return SPEC.read_text()
+
+
+@pytest.fixture(scope="session")
+def results_dir_or_none() -> Path | None:
+    """The published results when present (tests that only add them use this)."""
+    return RESULTS if RESULTS.is_dir() else None

@@ -190,8 +190,11 @@ def _make_run(root: Path, exp: str, task: str, seed: int, *, stop=None, state="c
     d.mkdir(parents=True)
     (d / "config.json").write_text(json.dumps({
         "run_id": f"{exp}-{task}-{seed}", "exp": exp, "task": task, "seed": seed,
-        "frames": FRAMES, "agent": {"name": "simbav2", "critic": {"width": width, "depth": 2},
-                                    "actor": {"width": 128}, "updates_per_frame": upf}}))
+        "frames": FRAMES, "agent": {"name": "simbav2", "label": "simbav2"},
+        # analysis reads sizes only from the agent-independent `scale` record
+        "scale": {"width": width, "depth": 2, "updates_per_frame": upf, "utd_paper": 2 * upf,
+                  "params": {"actor": 1000, "critic": 100 * width, "total": 1000 + 100 * width},
+                  "flops_per_update": 1e6 * width}}))
     last = FRAMES if stop is None else stop
     (d / "status.json").write_text(json.dumps({
         "state": state, "reason": None, "frames_done": last, "wall_time_s": 720.0 * width / 128,
