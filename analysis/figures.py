@@ -242,9 +242,11 @@ DYN_TITLES = {"featnorm": "feature norm", "effective_pnorm": "parameter norm",
 
 
 def dynamics(domain: str, data: dict, modules, quantities, methods, colors, out_dir: Path,
-             frames: int) -> list[str]:
+             frames: int, silent=()) -> list[str]:
     """data: method -> {(module, quantity): (grid, mean, low, high, n_runs)}.
-    Rows: encoder, predictor; columns: feature / parameter / gradient norm, effective LR."""
+    Rows: encoder, predictor; columns: feature / parameter / gradient norm, effective LR.
+    `silent`: methods with runs in this domain that logged none of these metrics (named in
+    the title)."""
     if not data:
         return []
     fig, axes = plt.subplots(len(modules), len(quantities),
@@ -270,8 +272,11 @@ def dynamics(domain: str, data: dict, modules, quantities, methods, colors, out_
             if i == len(modules) - 1:
                 ax.set_xlabel("environment frames")
     shown = [m for m in methods if m in shown]
-    _finish(fig, f"{GROUP_TITLES.get(domain, domain)}: norm and effective-LR dynamics "
-            f"(mean over runs, band = min..max)", [], _method_handles(shown, colors), shown)
+    title = (f"{GROUP_TITLES.get(domain, domain)}: norm and effective-LR dynamics "
+             f"(mean over runs, band = min..max)")
+    if silent:
+        title += f"\nno such metrics logged by: {', '.join(silent)}"
+    _finish(fig, title, [], _method_handles(shown, colors), shown)
     return _save(fig, out_dir, f"dynamics_{domain}")
 
 

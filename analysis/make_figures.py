@@ -268,9 +268,13 @@ def run(opts: Options, command: str = "") -> dict:
             section_notes["Norm and effective-LR dynamics"] = [
                 f"No norm / effective-LR metrics (`critic/encoder/...`, agents/stability.py) "
                 f"were logged by: {', '.join(silent)}; they are absent from these figures."]
-        for d, part in dyn.loc[~dyn["method"].isin(silent)].groupby("domain", sort=False):
-            jobs.append(("Norm and effective-LR dynamics", _dynamics_figure,
-                         (d, part[["method", "run_dir"]], methods, colors, fig_dir, F), {}))
+        for d, part in dyn.groupby("domain", sort=False):
+            quiet = [m for m in silent if (part["method"] == m).any()]
+            part = part.loc[~part["method"].isin(silent)]
+            if len(part):
+                jobs.append(("Norm and effective-LR dynamics", _dynamics_figure,
+                             (d, part[["method", "run_dir"]], methods, colors, fig_dir, F),
+                             {"silent": quiet}))
     facts = scaling.method_facts(sc.scores, methods)
     sg = ("all", "dmc-hard", "hbench-hard", "mujoco", "dmc-em", "myosuite", "hbench")
     tasks_of = {k: frozenset(b.final.tasks) for k, b in built.items() if b.final is not None}
@@ -354,7 +358,8 @@ def _methods_without_dynamics(runs: pd.DataFrame) -> list[str]:
     return [m for m in dict.fromkeys(runs["method"]) if m not in logged]
 
 
-def _dynamics_figure(domain, runs, methods, colors, fig_dir, frames) -> list[str]:
+def _dynamics_figure(domain, runs, methods, colors, fig_dir, frames,
+                     silent: list[str] = ()) -> list[str]:
     """Norm / effective-LR dynamics of one domain's complete store runs that logged them:
     each run's metrics interpolated onto 41 points in [0, frames], then per method the mean
     and min..max over runs."""
@@ -383,7 +388,7 @@ def _dynamics_figure(domain, runs, methods, colors, fig_dir, frames) -> list[str
                 per.setdefault(m, {})[key] = (grid, np.nanmean(c, 0), np.nanmin(c, 0),
                                               np.nanmax(c, 0), len(curves))
     return figures.dynamics(domain, per, store.DYNAMICS_MODULES, store.DYNAMICS_QUANTITIES,
-                            methods, colors, fig_dir, frames)
+                            methods, colors, fig_dir, frames, silent=silent)
 
 
 def main(argv: list[str] | None = None) -> int:
