@@ -47,7 +47,6 @@ import re
 import textwrap
 import tokenize
 from dataclasses import dataclass, fields, is_dataclass
-from types import ModuleType
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -222,11 +221,6 @@ def load_agent(name: str) -> Agent:
     return obj
 
 
-def get_agent(name: str) -> Agent:
-    """Alias of `load_agent` (kept for callers of the registry)."""
-    return load_agent(name)
-
-
 def check_contract(obj, name: str = "agent") -> None:
     missing = [a for a in REQUIRED if not hasattr(obj, a)]
     if missing:
@@ -381,6 +375,3 @@ def config_help(cfg, prefix: str = "") -> list[tuple[str, Any, str]]:
             rows.append((prefix + f.name, v, docs.get(f.name, "")))
     return rows
 
-
-def module_of(agent: Agent) -> ModuleType | None:
-    return agent if isinstance(agent, ModuleType) else inspect.getmodule(agent)

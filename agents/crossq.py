@@ -44,10 +44,9 @@ import optax
 from agents import temperature as temp
 from agents.base import AgentSpec, BaseConfig
 from agents.fused import scan_updates
-from agents.networks import stack_heads
 from agents.policies import sample_tanh_gaussian
-from agents.stability import feature_metrics, norm_metrics
-from agents.targets import min_scalar
+from agents.stability import actor_critic_metrics
+from agents.targets import cdq_heads, min_scalar
 from agents.train_state import TrainState, apply_gradients
 
 
@@ -95,7 +94,7 @@ class Config(BaseConfig):
             raise ValueError(f"brn_warmup_steps must be >= 0, got {self.brn_warmup_steps}")
 
     def num_heads(self, spec: AgentSpec) -> int:
-        return 2 if {"auto": spec.episodic, "on": True, "off": False}[self.cdq] else 1
+        return cdq_heads(self.cdq, spec.episodic)
 
 
 # -- Batch Renormalization --------------------------------------------------------------------
@@ -415,7 +414,5 @@ def stability_metrics(agent: CrossQ, batch: dict) -> dict:
     (_, (_, _, a_feats)), a_grads = jax.value_and_grad(_actor_loss, argnums=2, has_aux=True)(
         s, agent.config, agent.actor.params, agent.actor_stats, agent.critic.params,
         agent.critic_stats, batch["obs"], alpha, k_actor)
-    return {**norm_metrics(stack_heads(agent.critic.params), stack_heads(c_grads), "critic"),
-            **feature_metrics(c_feats, "critic"),
-            **norm_metrics(agent.actor.params, a_grads, "actor"),
-            **feature_metrics(a_feats, "actor")}
+    return actor_critic_metrics(agent.actor.params, a_grads, a_feats,
+                                agent.critic.params, c_grads, c_feats)

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from agents.layers import Encoder, LinearHead, scaler_values
+from agents.policies import squash_log_std
 
 
 class SimbaV2Actor(nn.Module):
@@ -33,8 +34,7 @@ class SimbaV2Actor(nn.Module):
         z, feats = Encoder(self.width, self.depth, self.c_shift, embed, block, name="encoder")(obs)
         mean, mean_hid = LinearHead(self.width, self.act_dim, name="predictor_mean")(z)
         raw, std_hid = LinearHead(self.width, self.act_dim, name="predictor_std")(z)
-        log_std = self.log_std_min + (self.log_std_max - self.log_std_min) * 0.5 * (
-            1.0 + jnp.tanh(raw))
+        log_std = squash_log_std(raw, self.log_std_min, self.log_std_max)
         feats["head_hidden"] = mean_hid
         return mean, log_std, feats
 

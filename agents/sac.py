@@ -23,10 +23,10 @@ import optax
 from agents import temperature as temp
 from agents.base import AgentSpec, BaseConfig
 from agents.fused import scan_updates
-from agents.networks import Ensemble, stack_heads
+from agents.networks import Ensemble
 from agents.policies import sample_tanh_gaussian
-from agents.stability import feature_metrics, norm_metrics
-from agents.targets import min_scalar, polyak
+from agents.stability import actor_critic_metrics
+from agents.targets import cdq_heads, min_scalar, polyak
 from agents.train_state import TrainState, apply_gradients
 
 
@@ -53,7 +53,7 @@ class Config(BaseConfig):
     CHOICES = {"cdq": ("on", "auto", "off")}
 
     def num_heads(self, spec: AgentSpec) -> int:
-        return 2 if {"auto": spec.episodic, "on": True, "off": False}[self.cdq] else 1
+        return cdq_heads(self.cdq, spec.episodic)
 
 
 _INIT = nn.initializers.xavier_uniform()   # softlearning's (Keras) default
@@ -214,8 +214,6 @@ def stability_metrics(agent: SAC, batch: dict) -> dict:
         s, agent.critic.params, batch, target)
     (_, (_, a_feats)), a_grads = jax.value_and_grad(_actor_loss, argnums=2, has_aux=True)(
         s, agent, agent.actor.params, agent.critic.params, batch["obs"], k_actor)
-    return {**norm_metrics(stack_heads(agent.critic.params), stack_heads(c_grads), "critic"),
-            **feature_metrics(c_feats, "critic"),
-            **norm_metrics(agent.actor.params, a_grads, "actor"),
-            **feature_metrics(a_feats, "actor")}
+    return actor_critic_metrics(agent.actor.params, a_grads, a_feats,
+                                agent.critic.params, c_grads, c_feats)
 

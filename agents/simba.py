@@ -39,11 +39,11 @@ import optax
 from agents import temperature as temp
 from agents.base import AgentSpec, BaseConfig
 from agents.fused import scan_updates
-from agents.networks import Ensemble, stack_heads
+from agents.networks import Ensemble
 from agents.normalization import ObservationNormalizer
-from agents.policies import sample_tanh_gaussian
-from agents.stability import feature_metrics, norm_metrics
-from agents.targets import min_scalar, polyak
+from agents.policies import sample_tanh_gaussian, squash_log_std
+from agents.stability import actor_critic_metrics
+from agents.targets import cdq_heads, min_scalar, polyak
 from agents.train_state import TrainState, apply_gradients
 
 
@@ -85,8 +85,7 @@ class Config(BaseConfig):
                              f"lr={self.lr} weight_decay={self.weight_decay}")
 
     def num_heads(self, spec: AgentSpec) -> int:
-        on = {"auto": spec.episodic, "on": True, "off": False}[self.cdq]
-        return 2 if on else 1
+        return cdq_heads(self.cdq, spec.episodic)
 
     @property
     def temperature_decay(self) -> float:
@@ -146,8 +145,7 @@ class SimbaActor(nn.Module):
         z, feats = SimbaEncoder(self.width, self.depth, name="encoder")(obs)
         mean = nn.Dense(self.act_dim, kernel_init=_ORTHOGONAL, name="predictor_mean")(z)
         raw = nn.Dense(self.act_dim, kernel_init=_ORTHOGONAL, name="predictor_std")(z)
-        log_std = self.log_std_min + (self.log_std_max - self.log_std_min) * 0.5 * (
-            1.0 + jnp.tanh(raw))
+        log_std = squash_log_std(raw, self.log_std_min, self.log_std_max)
         return mean, log_std, feats
 
 
@@ -321,7 +319,5 @@ def stability_metrics(agent: Simba, batch: dict) -> dict:
         s, agent.critic.params, batch, target)
     (_, (_, a_feats)), a_grads = jax.value_and_grad(_actor_loss, argnums=2, has_aux=True)(
         s, agent, agent.actor.params, batch["obs"], k_actor, alpha)
-    return {**norm_metrics(stack_heads(agent.critic.params), stack_heads(c_grads), "critic"),
-            **feature_metrics(c_feats, "critic"),
-            **norm_metrics(agent.actor.params, a_grads, "actor"),
-            **feature_metrics(a_feats, "actor")}
+    return actor_critic_metrics(agent.actor.params, a_grads, a_feats,
+                                agent.critic.params, c_grads, c_feats)

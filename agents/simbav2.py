@@ -26,10 +26,10 @@ from agents.base import AgentSpec, BaseConfig
 from agents.fused import scan_updates
 from agents.layers import project_kernels
 from agents.normalization import ObservationNormalizer, RewardScaler
-from agents.networks import CategoricalCritic, SimbaV2Actor, stack_heads
+from agents.networks import CategoricalCritic, SimbaV2Actor
 from agents.policies import sample_tanh_gaussian
-from agents.stability import feature_metrics, norm_metrics
-from agents.targets import min_categorical, polyak
+from agents.stability import actor_critic_metrics
+from agents.targets import cdq_heads, min_categorical, polyak
 from agents.train_state import TrainState, apply_gradients
 
 
@@ -64,8 +64,7 @@ class Config(BaseConfig):
                "cdq": ("auto", "on", "off")}
 
     def num_heads(self, spec: AgentSpec) -> int:
-        on = {"auto": spec.episodic, "on": True, "off": False}[self.cdq]
-        return 2 if on else 1
+        return cdq_heads(self.cdq, spec.episodic)
 
 
 class SimbaV2(struct.PyTreeNode):
@@ -242,7 +241,5 @@ def stability_metrics(agent: SimbaV2, batch: dict) -> dict:
         s, agent.critic.params, batch, target)
     (_, (_, a_feats)), a_grads = jax.value_and_grad(_actor_loss, argnums=2, has_aux=True)(
         s, agent, agent.actor.params, batch["obs"], k_actor, alpha)
-    return {**norm_metrics(stack_heads(agent.critic.params), stack_heads(c_grads), "critic"),
-            **feature_metrics(c_feats, "critic"),
-            **norm_metrics(agent.actor.params, a_grads, "actor"),
-            **feature_metrics(a_feats, "actor")}
+    return actor_critic_metrics(agent.actor.params, a_grads, a_feats,
+                                agent.critic.params, c_grads, c_feats)

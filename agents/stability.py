@@ -81,3 +81,15 @@ def feature_metrics(features: dict[str, jax.Array], prefix: str) -> dict[str, ja
     if "logits" in norms:
         out[f"{prefix}/predictor/logits/featnorm"] = norms["logits"]
     return out
+
+
+def actor_critic_metrics(actor_params, actor_grads, actor_feats: dict, critic_params,
+                         critic_grads, critic_feats: dict) -> dict[str, jax.Array]:
+    """Every metric of an actor and a critic ensemble ({"head_0": ..., ...}, counted stacked
+    as the paper does for clipped double-Q), named `critic/...` and `actor/...`."""
+    from agents.networks import stack_heads
+
+    return {**norm_metrics(stack_heads(critic_params), stack_heads(critic_grads), "critic"),
+            **feature_metrics(critic_feats, "critic"),
+            **norm_metrics(actor_params, actor_grads, "actor"),
+            **feature_metrics(actor_feats, "actor")}

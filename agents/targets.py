@@ -6,6 +6,12 @@ import jax
 import jax.numpy as jnp
 
 
+def cdq_heads(cdq: str, episodic: bool) -> int:
+    """Critics in the ensemble: 2 (clipped double-Q) when `cdq` is on, or auto on an episodic
+    domain (the SimbaV2 code's rule); else 1."""
+    return 2 if {"auto": episodic, "on": True, "off": False}[cdq] else 1
+
+
 def polyak(target, online, tau: float):
     """theta_bar <- (1 - tau) theta_bar + tau theta, leaf by leaf."""
     return jax.tree.map(lambda t, p: (1.0 - tau) * t + tau * p, target, online)

@@ -1,7 +1,8 @@
 """Per-method scaling facts: critic width, UTD, compute, and the family a method belongs to.
 
-Store runs record them (config.json: agent.critic.width, agent.updates_per_frame -> paper
-UTD = 2 x updates_per_frame; status.json: wall_time_s, device). Published files carry no
+Store runs record them (config.json: `scale.width`, `scale.updates_per_frame` -> paper
+UTD = 2 x updates_per_frame, written by the runner for every agent from the agent contract;
+status.json: wall_time_s, device). Published files carry no
 metadata, so they are parsed from the method name, as the published `scaling/` folder names
 its runs: `simbaV2_cwidth256` -> width 256, `simba_utd4_reset` -> UTD 4.
 
