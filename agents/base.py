@@ -46,7 +46,7 @@ import math
 import re
 import textwrap
 import tokenize
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -78,35 +78,120 @@ class AgentSpec:
     total_updates: int    # gradient updates planned for the run (length of the LR decay)
 
 
+# -- declared valid values: one mechanism for run, agent and launch settings ---------------
+
+@dataclass(frozen=True)
+class Valid:
+    """What a setting accepts: a numeric range (bounds inclusive unless said otherwise) and/or
+    a tuple of choices. `None` (an unset optional setting) is always accepted."""
+
+    low: float | None = None
+    high: float | None = None
+    low_inclusive: bool = True
+    high_inclusive: bool = True
+    choices: tuple | None = None
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            return "one of " + ", ".join(map(str, self.choices))
+        lo, hi = self.low, self.high
+        if lo is not None and hi is not None:
+            return (f"in {'[' if self.low_inclusive else '('}{lo}, {hi}"
+                    f"{']' if self.high_inclusive else ')'}")
+        if lo is not None:
+            return f"{'>=' if self.low_inclusive else '>'} {lo}"
+        if hi is not None:
+            return f"{'<=' if self.high_inclusive else '<'} {hi}"
+        return "any value"
+
+    def check(self, key: str, value) -> None:
+        """Raise ValueError `bad value V for KEY: must be ...` when `value` is not valid."""
+        if value is None:
+            return
+        if self.choices is not None:
+            if value not in self.choices:
+                raise ValueError(f"bad value {value!r} for {key}: must be {self.describe()}")
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"bad value {value!r} for {key}: must be a finite number "
+                             f"{self.describe()}")
+        lo, hi = self.low, self.high
+        ok = ((lo is None or (value >= lo if self.low_inclusive else value > lo))
+              and (hi is None or (value <= hi if self.high_inclusive else value < hi)))
+        if not ok:
+            raise ValueError(f"bad value {value!r} for {key}: must be {self.describe()}")
+
+
+def setting(default, *, low=None, high=None, low_inclusive=True, high_inclusive=True,
+            choices=None, **field_kw):
+    """A dataclass field that declares its valid values where it is defined:
+    `width: int = setting(512, low=1)`, `tau: float = setting(0.005, low=0, low_inclusive=False,
+    high=1)`, `cdq: str = setting("auto", choices=("auto", "on", "off"))`. Other keywords
+    (metadata=...) go to `dataclasses.field`. `check_settings` checks every declared one."""
+    valid = Valid(low, high, low_inclusive, high_inclusive,
+                  tuple(choices) if choices is not None else None)
+    metadata = {**(field_kw.pop("metadata", None) or {}), "valid": valid}
+    return field(default=default, metadata=metadata, **field_kw)
+
+
+def valid_of(cfg, name: str) -> Valid | None:
+    """The declared `Valid` of field `name` of dataclass `cfg` (a CHOICES entry counts)."""
+    for f in fields(cfg):
+        if f.name == name:
+            if "valid" in f.metadata:
+                return f.metadata["valid"]
+            break
+    choices = getattr(cfg, "CHOICES", {}).get(name)
+    return Valid(choices=tuple(choices)) if choices is not None else None
+
+
+def check_settings(cfg, prefix: str = "") -> None:
+    """Check every declared range/choice of dataclass `cfg`, nested dataclass fields included
+    (named `critic.width`), and every `ORDERED` pair (a < b); raise ValueError naming the
+    setting, the value and what is valid."""
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if is_dataclass(value):
+            check_settings(value, f"{prefix}{f.name}.")
+            continue
+        valid = valid_of(cfg, f.name)
+        if valid is not None:
+            valid.check(prefix + f.name, value)
+    for lo, hi in getattr(cfg, "ORDERED", ()):
+        a, b = getattr(cfg, lo), getattr(cfg, hi)
+        if a is not None and b is not None and not a < b:
+            raise ValueError(f"bad value {a!r} for {prefix}{lo}: must be < {prefix}{hi} ({b!r})")
+
+
 @dataclass(frozen=True)
 class BaseConfig:
-    """Settings every agent has. Subclasses add fields (with defaults) and may extend CHOICES
-    ({field: valid values}) and DEFAULT_UPDATES_PER_FRAME."""
+    """Settings every agent has. Subclasses add fields (with defaults), declare each field's
+    valid values with `setting(...)` (or the older CHOICES {field: valid values}), may list
+    ORDERED pairs (a, b) that must satisfy a < b, and may set DEFAULT_UPDATES_PER_FRAME."""
 
-    batch_size: int = 256            # transitions per gradient update
-    updates_per_frame: float | None = None  # gradient updates per environment frame (unset: the agent's default)
-    utd: float | None = None         # the paper's "UTD k" = k/2 updates per env frame (k per agent step at repeat 2)
+    batch_size: int = setting(256, low=1, high=1_000_000)  # transitions per gradient update
+    updates_per_frame: float | None = setting(None, low=0, low_inclusive=False, high=1000)  # gradient updates per environment frame (unset: the agent's default)
+    utd: float | None = setting(None, low=0, low_inclusive=False, high=2000)  # the paper's "UTD k" = k/2 updates per env frame (k per agent step at repeat 2)
 
     CHOICES: ClassVar[dict[str, tuple]] = {}
+    ORDERED: ClassVar[tuple[tuple[str, str], ...]] = ()
     DEFAULT_UPDATES_PER_FRAME: ClassVar[float] = 1.0
 
     def __post_init__(self):
         self.validate()
 
     def validate(self) -> None:
-        """Raise ValueError naming the setting, the value and what is valid."""
-        for key, valid in self.CHOICES.items():
-            if getattr(self, key) not in valid:
-                raise ValueError(f"bad value {getattr(self, key)!r} for {key}; valid: "
-                                 f"{', '.join(map(str, valid))}")
+        """Raise ValueError naming the setting, the value and what is valid: every declared
+        range and choice (nested networks included), then the cross-field rules."""
+        check_settings(self)
         upf, utd = self.updates_per_frame, self.utd
         if upf is not None and utd is not None and abs(upf - utd / 2) > 1e-12:
             raise ValueError(f"updates_per_frame={upf} and utd={utd} disagree (utd k means k/2 "
                              "updates per frame); set one of them")
         if not self.frame_update_rate > 0 or not math.isfinite(self.frame_update_rate):
             raise ValueError("updates_per_frame / utd must be positive")
-        if self.batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
 
     @property
     def frame_update_rate(self) -> float:
@@ -361,17 +446,25 @@ def field_docs(cls) -> dict[str, str]:
     return out
 
 
-def config_help(cfg, prefix: str = "") -> list[tuple[str, Any, str]]:
-    """[(dotted key, default, help line)] for every leaf setting of a config instance."""
+def config_help(cfg, prefix: str = "", ranges: bool = True) -> list[tuple[str, Any, str]]:
+    """[(dotted key, default, help line)] for every leaf setting of a config instance; the
+    help line ends with the setting's declared valid values (`[valid: >= 1]`)."""
     docs = field_docs(type(cfg))
     rows = []
     for f in fields(cfg):
         v = getattr(cfg, f.name)
         if is_dataclass(v):
-            sub = config_help(v, f"{prefix}{f.name}.")
             head = docs.get(f.name, "")
-            rows += [(k, d, f"{head}: {h}" if head and h else h or head) for k, d, h in sub]
+            for k, d, h in config_help(v, f"{prefix}{f.name}.", ranges=False):
+                text = f"{head}: {h}" if head and h else h or head
+                rows.append((k, d, text + _valid_note(v, k.rpartition(".")[2])))
         else:
-            rows.append((prefix + f.name, v, docs.get(f.name, "")))
+            text = docs.get(f.name, "")
+            rows.append((prefix + f.name, v, text + (_valid_note(cfg, f.name) if ranges else "")))
     return rows
+
+
+def _valid_note(cfg, name: str) -> str:
+    valid = valid_of(cfg, name)
+    return f" [valid: {valid.describe()}]" if valid is not None else ""
 

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import optax
 
 from agents import temperature as temp
-from agents.base import AgentSpec, BaseConfig
+from agents.base import AgentSpec, BaseConfig, setting
 from agents.fused import scan_updates
 from agents.policies import sample_tanh_gaussian
 from agents.stability import actor_critic_metrics
@@ -52,8 +52,8 @@ from agents.train_state import TrainState, apply_gradients
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    width: int = 256   # hidden units per layer
-    depth: int = 2     # hidden layers (Dense -> ReLU -> BRN blocks)
+    width: int = setting(256, low=1, high=65536)   # hidden units per layer
+    depth: int = setting(2, low=1, high=64)     # hidden layers (Dense -> ReLU -> BRN blocks)
 
 
 @dataclass(frozen=True)
@@ -63,35 +63,23 @@ class Config(BaseConfig):
 
     actor: NetworkConfig = field(default=NetworkConfig(256, 2))    # actor: 2 x 256 ReLU + BRN (paper)
     critic: NetworkConfig = field(default=NetworkConfig(2048, 2))  # each critic: 2 x 2048 ReLU + BRN (paper's wide critic)
-    lr: float = 1e-3                 # Adam LR of actor, critics and temperature (paper)
-    adam_b1: float = 0.5             # Adam beta1 of every optimiser (paper; beta2 stays 0.999)
-    policy_delay: int = 3            # critic updates per actor + temperature update (paper)
-    temperature_init: float = 1.0    # initial temperature alpha (authors' code)
-    target_entropy_scale: float = 1.0  # target entropy = -scale * |A|; the paper's -|A|
-    brn_momentum: float = 0.99       # BRN running-statistics momentum (paper)
-    brn_warmup_steps: int = 100_000  # training passes per BRN layer as plain batch norm (paper)
-    brn_r_max: float = 3.0           # BRN: r = sigma_B / sigma_run clipped to [1/r_max, r_max] (paper)
-    brn_d_max: float = 5.0           # BRN: d = (mu_B - mu_run) / sigma_run clipped to +-d_max (paper)
-    brn_epsilon: float = 1e-3        # BRN variance epsilon (authors' code)
-    cdq: str = "on"                  # clipped double-Q over twin critics: on (paper) | auto (= the domain is episodic) | off
-    log_std_min: float = -20.0       # lower clip of the actor's log std (authors' code)
-    log_std_max: float = 2.0         # upper clip of the actor's log std (authors' code)
+    lr: float = setting(1e-3, low=0, low_inclusive=False)  # Adam LR of actor, critics and temperature (paper)
+    adam_b1: float = setting(0.5, low=0, high=1, high_inclusive=False)  # Adam beta1 of every optimiser (paper; beta2 stays 0.999)
+    policy_delay: int = setting(3, low=1, high=1000)  # critic updates per actor + temperature update (paper)
+    temperature_init: float = setting(1.0, low=0, low_inclusive=False)  # initial temperature alpha (authors' code)
+    target_entropy_scale: float = setting(1.0, low=-10, high=10)  # target entropy = -scale * |A|; the paper's -|A|
+    brn_momentum: float = setting(0.99, low=0, high=1, high_inclusive=False)  # BRN running-statistics momentum (paper)
+    brn_warmup_steps: int = setting(100_000, low=0)  # training passes per BRN layer as plain batch norm (paper)
+    brn_r_max: float = setting(3.0, low=1)  # BRN: r = sigma_B / sigma_run clipped to [1/r_max, r_max] (paper)
+    brn_d_max: float = setting(5.0, low=0)  # BRN: d = (mu_B - mu_run) / sigma_run clipped to +-d_max (paper)
+    brn_epsilon: float = setting(1e-3, low=0, low_inclusive=False)  # BRN variance epsilon (authors' code)
+    cdq: str = setting("on", choices=("on", "auto", "off"))  # clipped double-Q over twin critics: on (paper) | auto (= the domain is episodic) | off
+    log_std_min: float = setting(-20.0, low=-100, high=100)  # lower clip of the actor's log std (authors' code)
+    log_std_max: float = setting(2.0, low=-100, high=100)  # upper clip of the actor's log std (authors' code)
 
-    CHOICES = {"cdq": ("on", "auto", "off")}
+    ORDERED = (("log_std_min", "log_std_max"),)
     # CrossQ's UTD 1: one gradient update per environment step on MuJoCo (action repeat 1)
     DEFAULT_UPDATES_PER_FRAME = 1.0
-
-    def validate(self) -> None:
-        super().validate()
-        if self.policy_delay < 1:
-            raise ValueError(f"policy_delay must be >= 1, got {self.policy_delay}")
-        if self.brn_r_max < 1.0 or self.brn_d_max < 0.0:
-            raise ValueError(f"brn_r_max must be >= 1 and brn_d_max >= 0, got "
-                             f"{self.brn_r_max}, {self.brn_d_max}")
-        if not 0.0 <= self.brn_momentum < 1.0:
-            raise ValueError(f"brn_momentum must be in [0, 1), got {self.brn_momentum}")
-        if self.brn_warmup_steps < 0:
-            raise ValueError(f"brn_warmup_steps must be >= 0, got {self.brn_warmup_steps}")
 
     def num_heads(self, spec: AgentSpec) -> int:
         return cdq_heads(self.cdq, spec.episodic)

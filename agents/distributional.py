@@ -21,7 +21,7 @@ def project(target_atoms: jax.Array, probs: jax.Array, v_min: float, v_max: floa
     onto the fixed support of N atoms on [v_min, v_max]. Returns (B, N), rows sum to 1.
 
     Each mass at fractional index b goes to l = floor(b) with weight 1 - (b - l) and to l + 1
-    with weight b - l (simbav2-spec.md §1.6's floor/ceil split; an atom exactly on a support
+    with weight b - l (docs/simbav2.md's floor/ceil split; an atom exactly on a support
     point puts all its mass there). Two equivalent forms, chosen per backend unless `method`
     says which: `scatter` (CPU default) adds the 2N weighted masses of each row into place,
     O(B N), 5x faster than the dense form on CPU; `dense` (accelerators) sums

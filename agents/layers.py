@@ -1,4 +1,4 @@
-"""Hyperspherical building blocks of SimbaV2 (simbav2-spec.md §1.1-1.6), reusable by any agent.
+"""Hyperspherical building blocks of SimbaV2 (docs/simbav2.md), reusable by any agent.
 
 Conventions: features are on the last axis; a projected kernel is stored under the parameter
 name `PROJECTED` with flax layout (..., in, out), and `project_kernels` renormalises every
@@ -136,7 +136,7 @@ class LinearHead(nn.Module):
 def scaler_values(width: int, scheme: str) -> tuple[float, float]:
     """(embedding scaler, block hidden scaler) init=scale values for a width and a scheme:
     `paper` = the code behind the published numbers (1, 1/sqrt d); `release` = the released
-    code (sqrt(2/d), sqrt(2/d)/sqrt(4)). simbav2-spec.md §1.12."""
+    code (sqrt(2/d), sqrt(2/d)/sqrt(4)). docs/simbav2.md, paper vs released code."""
     schemes: dict[str, Callable[[int], tuple[float, float]]] = {
         "paper": lambda d: (1.0, 1.0 / math.sqrt(d)),
         "release": lambda d: (math.sqrt(2.0 / d), math.sqrt(2.0 / d) / 2.0),

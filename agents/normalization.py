@@ -1,6 +1,6 @@
 """Running observation normalisation (RSNorm) and reward scaling, in float64 on the host.
 
-simbav2-spec.md §1.2 and §1.7. Statistics are float64 numpy (the float32 version measurably
+docs/simbav2.md (RSNorm). Statistics are float64 numpy (the float32 version measurably
 hurts, SimbaV2 issue #8); replay keeps raw observations and rewards, and a sampled batch is
 normalised with the *current* statistics at update time (`normalize_block`).
 """

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from agents import temperature as temp
-from agents.base import AgentSpec, BaseConfig
+from agents.base import AgentSpec, BaseConfig, setting
 from agents.fused import scan_updates
 from agents.networks import Ensemble
 from agents.policies import sample_tanh_gaussian
@@ -32,8 +32,8 @@ from agents.train_state import TrainState, apply_gradients
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    width: int = 256   # hidden units per layer
-    depth: int = 2     # hidden layers
+    width: int = setting(256, low=1, high=65536)   # hidden units per layer
+    depth: int = setting(2, low=1, high=64)     # hidden layers
 
 
 @dataclass(frozen=True)
@@ -42,15 +42,15 @@ class Config(BaseConfig):
 
     actor: NetworkConfig = field(default=NetworkConfig(256, 2))   # actor MLP: 2 x 256 ReLU (paper)
     critic: NetworkConfig = field(default=NetworkConfig(256, 2))  # each critic MLP: 2 x 256 ReLU (paper)
-    lr: float = 3e-4                 # Adam LR of actor, critics and temperature (paper)
-    tau: float = 0.005               # Polyak rate of the target critics, every update (paper)
-    temperature_init: float = 1.0    # initial temperature alpha (the authors' softlearning default)
-    target_entropy_scale: float = 1.0  # target entropy = -scale * |A|; the paper's -|A|
-    cdq: str = "on"                  # clipped double-Q over twin critics: on (paper) | auto (= the domain is episodic) | off
-    log_std_min: float = -20.0       # lower clip of the actor's log std (softlearning)
-    log_std_max: float = 2.0         # upper clip of the actor's log std (softlearning)
+    lr: float = setting(3e-4, low=0, low_inclusive=False)  # Adam LR of actor, critics and temperature (paper)
+    tau: float = setting(0.005, low=0, low_inclusive=False, high=1)  # Polyak rate of the target critics, every update (paper)
+    temperature_init: float = setting(1.0, low=0, low_inclusive=False)  # initial temperature alpha (the authors' softlearning default)
+    target_entropy_scale: float = setting(1.0, low=-10, high=10)  # target entropy = -scale * |A|; the paper's -|A|
+    cdq: str = setting("on", choices=("on", "auto", "off"))  # clipped double-Q over twin critics: on (paper) | auto (= the domain is episodic) | off
+    log_std_min: float = setting(-20.0, low=-100, high=100)  # lower clip of the actor's log std (softlearning)
+    log_std_max: float = setting(2.0, low=-100, high=100)  # upper clip of the actor's log std (softlearning)
 
-    CHOICES = {"cdq": ("on", "auto", "off")}
+    ORDERED = (("log_std_min", "log_std_max"),)
 
     def num_heads(self, spec: AgentSpec) -> int:
         return cdq_heads(self.cdq, spec.episodic)

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import optax
 
 from agents import temperature as temp
-from agents.base import AgentSpec, BaseConfig
+from agents.base import AgentSpec, BaseConfig, setting
 from agents.fused import scan_updates
 from agents.networks import Ensemble
 from agents.normalization import ObservationNormalizer
@@ -49,8 +49,8 @@ from agents.train_state import TrainState, apply_gradients
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    width: int = 512   # hidden width d of the embedding and the residual stream (blocks expand to 4d)
-    depth: int = 2     # number of pre-LayerNorm residual blocks L
+    width: int = setting(512, low=1, high=65536)   # hidden width d of the embedding and the residual stream (blocks expand to 4d)
+    depth: int = setting(2, low=1, high=64)     # number of pre-LayerNorm residual blocks L
 
 
 @dataclass(frozen=True)
@@ -61,28 +61,17 @@ class Config(BaseConfig):
 
     actor: NetworkConfig = field(default=NetworkConfig(width=128, depth=1))  # actor body: width 128, 1 block (simba.yaml, SimBa paper)
     critic: NetworkConfig = field(default=NetworkConfig(width=512, depth=2))  # each critic's body: width 512, 2 blocks (simba.yaml, SimBa paper)
-    lr: float = 1e-4                 # constant AdamW LR of actor, critic and temperature (simba.yaml)
-    weight_decay: float = 1e-2       # AdamW weight decay of actor and critic, on every parameter (simba.yaml)
-    temperature_weight_decay: str = "on"  # temperature's AdamW weight decay: on = weight_decay (SimbaV2 repo simba.yaml) | off = 0 (original Simba repo sac_simba.yaml)
-    tau: float = 0.005               # Polyak rate of the target critic, every update (simba.yaml)
-    temperature_init: float = 0.01   # initial SAC temperature alpha (simba.yaml)
-    target_entropy_scale: float = 0.5  # target entropy = -scale * |A| (simba.yaml: coefficient -0.5)
-    cdq: str = "auto"                # clipped double-Q: auto (= the domain is episodic; simba.yaml) | on | off
-    log_std_min: float = -10.0       # lower bound of the actor's log std (Simba's NormalTanhPolicy)
-    log_std_max: float = 2.0         # upper bound of the actor's log std (Simba's NormalTanhPolicy)
+    lr: float = setting(1e-4, low=0, low_inclusive=False)  # constant AdamW LR of actor, critic and temperature (simba.yaml)
+    weight_decay: float = setting(1e-2, low=0)  # AdamW weight decay of actor and critic, on every parameter (simba.yaml)
+    temperature_weight_decay: str = setting("on", choices=("on", "off"))  # temperature's AdamW weight decay: on = weight_decay (SimbaV2 repo simba.yaml) | off = 0 (original Simba repo sac_simba.yaml)
+    tau: float = setting(0.005, low=0, low_inclusive=False, high=1)  # Polyak rate of the target critic, every update (simba.yaml)
+    temperature_init: float = setting(0.01, low=0, low_inclusive=False)  # initial SAC temperature alpha (simba.yaml)
+    target_entropy_scale: float = setting(0.5, low=-10, high=10)  # target entropy = -scale * |A| (simba.yaml: coefficient -0.5)
+    cdq: str = setting("auto", choices=("auto", "on", "off"))  # clipped double-Q: auto (= the domain is episodic; simba.yaml) | on | off
+    log_std_min: float = setting(-10.0, low=-100, high=100)  # lower bound of the actor's log std (Simba's NormalTanhPolicy)
+    log_std_max: float = setting(2.0, low=-100, high=100)  # upper bound of the actor's log std (Simba's NormalTanhPolicy)
 
-    CHOICES = {"cdq": ("auto", "on", "off"), "temperature_weight_decay": ("on", "off")}
-
-    def validate(self) -> None:
-        super().validate()
-        for name in ("actor", "critic"):
-            net = getattr(self, name)
-            if net.width < 1 or net.depth < 1:
-                raise ValueError(f"{name} width and depth must be >= 1, got width={net.width} "
-                                 f"depth={net.depth}")
-        if self.lr <= 0 or self.weight_decay < 0:
-            raise ValueError(f"lr must be positive and weight_decay non-negative, got "
-                             f"lr={self.lr} weight_decay={self.weight_decay}")
+    ORDERED = (("log_std_min", "log_std_max"),)
 
     def num_heads(self, spec: AgentSpec) -> int:
         return cdq_heads(self.cdq, spec.episodic)

@@ -1,6 +1,6 @@
 """SimbaV2: SAC with hyperspherical normalisation, a categorical critic and reward scaling.
 
-Follows simbav2-spec.md §1-2 (where paper and released code differ, the defaults reproduce the
+Follows docs/simbav2.md (where paper and released code differ, the defaults reproduce the
 code behind the published numbers; switches select the release behaviour). The learner state
 is one immutable pytree; `init`, `act` and `update` are pure functions, and one `update` call
 runs k gradient updates as a `lax.scan` over a (k, batch, ...) block inside one jit.
@@ -22,7 +22,7 @@ import optax
 
 from agents import distributional as dist
 from agents import temperature as temp
-from agents.base import AgentSpec, BaseConfig
+from agents.base import AgentSpec, BaseConfig, setting
 from agents.fused import scan_updates
 from agents.layers import project_kernels
 from agents.normalization import ObservationNormalizer, RewardScaler
@@ -35,8 +35,8 @@ from agents.train_state import TrainState, apply_gradients
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    width: int = 512   # hidden width d of the embedder, blocks and head
-    depth: int = 2     # number of LERP residual blocks L
+    width: int = setting(512, low=1, high=65536)   # hidden width d of the embedder, blocks and head
+    depth: int = setting(2, low=1, high=64)     # number of LERP residual blocks L
 
 
 @dataclass(frozen=True)
@@ -46,22 +46,21 @@ class Config(BaseConfig):
 
     actor: NetworkConfig = field(default=NetworkConfig(width=128, depth=1))  # actor body
     critic: NetworkConfig = field(default=NetworkConfig(width=512, depth=2))  # critic body
-    num_atoms: int = 101             # categorical critic atoms on [-g_max, g_max]
-    g_max: float = 5.0               # critic support bound and reward-scaling bound on |G|
-    c_shift: float = 3.0             # constant appended to the input before the l2 projection
-    scaler_init: str = "paper"       # paper: embedder 1/1, block 1/sqrt d; release: sqrt(2/d), sqrt(2/d)/2
-    g_reset: str = "terminated"      # reset the running return G on: terminated (paper) | done (release)
-    lr_init: float = 1e-4            # Adam LR at the first update (actor, critic, temperature)
-    lr_end: float = 5e-5             # Adam LR after the planned number of updates (linear decay)
-    tau: float = 0.005               # Polyak rate of the target critic, every update
-    temperature_init: float = 0.01   # initial SAC temperature alpha
-    target_entropy_scale: float = 0.5  # target entropy = -scale * |A|
-    cdq: str = "auto"                # clipped double-Q: auto (= the domain is episodic) | on | off
-    log_std_min: float = -10.0       # lower bound of the actor's log std
-    log_std_max: float = 2.0         # upper bound of the actor's log std
+    num_atoms: int = setting(101, low=2, high=10_000)  # categorical critic atoms on [-g_max, g_max]
+    g_max: float = setting(5.0, low=0, low_inclusive=False)  # critic support bound and reward-scaling bound on |G|
+    c_shift: float = setting(3.0, low=0, low_inclusive=False)  # constant appended to the input before the l2 projection
+    scaler_init: str = setting("paper", choices=("paper", "release"))  # paper: embedder 1/1, block 1/sqrt d; release: sqrt(2/d), sqrt(2/d)/2
+    g_reset: str = setting("terminated", choices=("terminated", "done"))  # reset the running return G on: terminated (paper) | done (release)
+    lr_init: float = setting(1e-4, low=0, low_inclusive=False)  # Adam LR at the first update (actor, critic, temperature)
+    lr_end: float = setting(5e-5, low=0)  # Adam LR after the planned number of updates (linear decay)
+    tau: float = setting(0.005, low=0, low_inclusive=False, high=1)  # Polyak rate of the target critic, every update
+    temperature_init: float = setting(0.01, low=0, low_inclusive=False)  # initial SAC temperature alpha
+    target_entropy_scale: float = setting(0.5, low=-10, high=10)  # target entropy = -scale * |A|
+    cdq: str = setting("auto", choices=("auto", "on", "off"))  # clipped double-Q: auto (= the domain is episodic) | on | off
+    log_std_min: float = setting(-10.0, low=-100, high=100)  # lower bound of the actor's log std
+    log_std_max: float = setting(2.0, low=-100, high=100)  # upper bound of the actor's log std
 
-    CHOICES = {"scaler_init": ("paper", "release"), "g_reset": ("terminated", "done"),
-               "cdq": ("auto", "on", "off")}
+    ORDERED = (("log_std_min", "log_std_max"),)
 
     def num_heads(self, spec: AgentSpec) -> int:
         return cdq_heads(self.cdq, spec.episodic)

@@ -71,7 +71,11 @@ def read_long_csv(path: str | Path) -> pd.DataFrame:
     df = df[list(LONG_COLUMNS)].copy()
     for c in ("seed", "env_step", "value"):
         df[c] = pd.to_numeric(df[c], errors="coerce")
+    rows = len(df)
     df = df.dropna(subset=["seed", "env_step", "value"])
+    if rows and df.empty:
+        raise LoadError(f"{path}: no row has numeric seed, env_step and value (all {rows} "
+                        "row(s) hold non-numeric or empty values)")
     df["seed"] = df["seed"].round().astype("int64")
     # Some files store steps as floats (1000000.0); frames are integers.
     df["env_step"] = df["env_step"].round().astype("int64")

@@ -5,7 +5,8 @@ budget, and writes summary.csv, per_task.csv, scores.csv, incomplete.csv, figure
 and report.md into out/. Options (key=value):
 
   results=        files or folders, comma separated (required)
-  out=            output folder (default: out)
+  out=            output folder (default: out); must be a directory or creatable, checked
+                  before anything is loaded
   frames=         frame budget to score at (default 1000000; 1M, 500k, 1e6 accepted)
   frames_tol=     accept the last evaluation this many frames before `frames` when the
                   evaluation grid skips it (default 0.5% of frames; 0 = exact only)
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.cli import UsageError, check_choice, check_keys, fail, split_kv
+from harness.cli import UsageError, check_choice, check_keys, check_output_dir, fail, split_kv
 
 KEYS = ("results", "out", "frames", "frames_tol", "label", "methods", "reference", "seed",
         "reps", "include_unknown", "all_truncate")
@@ -86,6 +87,7 @@ def parse_args(argv: list[str]) -> Options:
     if not kv.get("results"):
         raise UsageError(f"results= is required (files or folders, comma separated); "
                          f"valid keys: {', '.join(KEYS)}")
+    check_output_dir("out", kv.get("out", "out"))  # before any loading
     frames = _frames("frames", kv.get("frames", "1000000"))
     if frames == 0:
         raise UsageError("bad value '0' for frames: expected a frame budget > 0")
@@ -170,7 +172,7 @@ def run(opts: Options, command: str = "") -> dict:
     grid = scores.curve_grid(opts.frames)
     raw_curves = scores.run_curves(res, sc, grid)
     norm_curves = scores.normalise(sc.scores["task"], raw_curves)
-    se_curves = norm_curves[:, 1:]              # sample efficiency from F/20 on
+    se_curves = norm_curves                     # sample efficiency from frame 0 on
     _progress(f"scored {len(sc.scores):,} runs; {len(sc.incomplete):,} incomplete", t0)
 
     groups = list(scores.GROUPS) + ([OTHER] if opts.include_unknown else [])
@@ -188,9 +190,10 @@ def run(opts: Options, command: str = "") -> dict:
         row = {"method": m, "group": g, "n_tasks": 0, "n_tasks_expected": b.n_expected,
                "n_seeds": 0, "n_seeds_max": 0, "n_runs": 0}
         if b.final is not None:
-            iv = bootstrap.interval_estimates(b.final, opts.reps,
-                                              bootstrap.rng_for(opts.seed, m, g),
-                                              curves=b.curves, taus=taus[g])
+            with _quiet():   # a curve point no run has (frame 0 unevaluated) is NaN
+                iv = bootstrap.interval_estimates(b.final, opts.reps,
+                                                  bootstrap.rng_for(opts.seed, m, g),
+                                                  curves=b.curves, taus=taus[g])
             row.update(n_tasks=b.final.n_tasks, n_seeds=int(b.final.n_per_task.min()),
                        n_seeds_max=int(b.final.n_per_task.max()),
                        n_runs=int(b.final.n_per_task.sum()))
@@ -240,27 +243,51 @@ def run(opts: Options, command: str = "") -> dict:
     colors = figures.method_colors(methods)
     F = opts.frames
     jobs: list[tuple[str, object, tuple, dict]] = []   # (report section, function, args, kw)
+    # Per-task curves at the real evaluation steps (scores.task_curves), not on the grid.
+    by_task = scores.task_curves(res, sc)
     for d in [*scores.DOMAINS] + ([OTHER] if opts.include_unknown else []):
         part = sc.scores.loc[sc.scores["domain"] == d]
         if not len(part):
             continue
         data: dict = {}
-        for (m, t), idx in part.groupby(["method", "task"], sort=False).groups.items():
-            c = raw_curves[np.asarray(idx)]
-            with _quiet():
-                data.setdefault(t, {})[m] = (np.nanmean(c, 0), np.nanstd(c, 0), len(idx))
+        for m, t in part[["method", "task"]].drop_duplicates().itertuples(index=False):
+            if (m, t) in by_task:
+                data.setdefault(t, {})[m] = by_task[(m, t)]
         tasks = scores.GROUP_TASKS[d] if d != OTHER else sorted(data)
         ylabel = "success rate" if d == "myosuite" else ("score" if d == OTHER else "return")
         jobs.append(("Per-task learning curves", figures.learning_curves,
-                     (d, tasks, data, grid, methods, colors, ylabel, fig_dir, F), {}))
+                     (d, tasks, data, methods, colors, ylabel, fig_dir, F), {}))
+    single = figures.single_seed_groups(summary)
+    seeds_max = sc.scores.groupby(["method", "task"]).size().groupby(level=0).max()
+    single_poi = {m for m, n in seeds_max.items() if n == 1}
     jobs += [("Aggregate scores", figures.aggregates,
               (summary, methods, groups, colors, fig_dir, F), {}),
-             ("Performance profiles", figures.profiles, (prof, methods, colors, fig_dir, F), {}),
+             ("Performance profiles", figures.profiles, (prof, methods, colors, fig_dir, F),
+              {"single": single}),
              ("Probability of improvement", figures.improvement,
-              (poi, reference, colors, fig_dir, F), {}),
+              (poi, reference, colors, fig_dir, F), {"single": single_poi}),
              ("Sample efficiency", figures.sample_efficiency,
-              (curves, grid[1:], methods, colors, fig_dir, F), {})]
-    section_notes: dict[str, list[str]] = {}
+              (curves, grid, methods, colors, fig_dir, F), {"single": single, "tol": sc.tol})]
+    section_notes: dict[str, list[str]] = {
+        "Per-task learning curves": [
+            f"Drawn at the real evaluation steps in [0, {F:,}] (no grid): mean ± std over "
+            f"seeds at each step, dots on every evaluation when a curve has at most "
+            f"{figures.MARKER_MAX}. Where a method's seeds evaluated at different steps "
+            f"(dashed), each seed is linearly interpolated onto the union of their steps "
+            f"within its own first..last evaluation, never extrapolated."],
+        "Sample efficiency": [
+            f"IQM on the grid 0, {F // scores.CURVE_POINTS:,}, ..., {F:,} frames: each run's "
+            f"evaluations are linearly interpolated onto it; the value at 0 is an evaluation "
+            f"in [0, {sc.tol:,}], the value at {F:,} the run's score."],
+        "Scaling": [
+            "A line joins only points computed on the same tasks (where a family's points "
+            "differ, the task set most of them share is kept); each panel's title says how "
+            "many tasks every point holds. Compute: each panel's x is the mean wall-clock "
+            "time per completed run over that panel's tasks."],
+    }
+    notes_1 = report.single_seed_note(summary)
+    if notes_1:
+        section_notes["Aggregate scores"] = notes_1
     if "has_metrics" in sc.scores:
         dyn = sc.scores.loc[sc.scores["has_metrics"].eq(True)]
         silent = _methods_without_dynamics(dyn)
@@ -278,7 +305,7 @@ def run(opts: Options, command: str = "") -> dict:
     facts = scaling.method_facts(sc.scores, methods)
     sg = ("all", "dmc-hard", "hbench-hard", "mujoco", "dmc-em", "myosuite", "hbench")
     tasks_of = {k: frozenset(b.final.tasks) for k, b in built.items() if b.final is not None}
-    at = f"at {F / 1e6:g}M frames"
+    at = f"at {figures._frames_str(F)} frames"
     jobs.append(("Scaling", figures.scaling,
                  (scaling.scaling_points(summary, facts, "width", sg, tasks_of), "critic width",
                   "scaling_width", True, fig_dir, f"Score vs critic width {at} (mean, 95% CI)"),
@@ -290,12 +317,19 @@ def run(opts: Options, command: str = "") -> dict:
     timed = facts.loc[facts["hours"].notna()]
     if len(timed):
         devs = sorted({d for d in timed["device"] if d})
-        unit = "CPU-hours" if devs and all(d.lower() == "cpu" for d in devs) else "GPU-hours"
-        xl = f"{unit} per run ({', '.join(devs) if devs else 'device not recorded'})"
+        unit = "CPU" if devs and all(d.lower() == "cpu" for d in devs) else "GPU"
+        # Each panel's x: mean wall-clock time per completed run over that panel's tasks.
+        hours = scaling.group_hours(sc.scores, tasks_of)
+        top = max(hours.values(), default=1.0)
+        scale, per = (1.0, "hours") if top >= 1 else ((60.0, "minutes") if top >= 1 / 60
+                                                     else (3600.0, "seconds"))
+        xl = (f"{unit}-{per} per run ({', '.join(devs) if devs else 'device not recorded'})")
         jobs.append(("Scaling", figures.scaling,
-                     (scaling.scaling_points(summary, facts, "hours", sg, tasks_of, 1), xl,
-                      "scaling_compute", True, fig_dir,
-                      f"Score vs compute {at} (mean wall-clock hours per completed run)"),
+                     (scaling.scaling_points(summary, facts, "hours", sg, tasks_of, 1,
+                                             x_of={k: v * scale for k, v in hours.items()}),
+                      xl, "scaling_compute", False, fig_dir,
+                      f"Score vs compute {at} (x: mean wall-clock {per} per completed run "
+                      f"over each panel's tasks)"),
                      {"annotate": True}))
     # Report order; the jobs run the costly learning-curve grids first to balance the workers.
     figs: dict[str, list[str]] = {k: [] for k in (
@@ -360,12 +394,11 @@ def _methods_without_dynamics(runs: pd.DataFrame) -> list[str]:
 
 def _dynamics_figure(domain, runs, methods, colors, fig_dir, frames,
                      silent: list[str] = ()) -> list[str]:
-    """Norm / effective-LR dynamics of one domain's complete store runs that logged them:
-    each run's metrics interpolated onto 41 points in [0, frames], then per method the mean
-    and min..max over runs."""
-    from analysis import figures, store
+    """Norm / effective-LR dynamics of one domain's complete store runs that logged them: per
+    method the mean and min..max over runs at the frames where they logged (no grid; runs
+    logged at different frames: scores.combine_runs)."""
+    from analysis import figures, scores, store
 
-    grid = np.linspace(0, frames, 41)
     per: dict = {}
     for m, mp in runs.groupby("method", sort=False):
         stacks: dict = {}
@@ -379,14 +412,13 @@ def _dynamics_figure(domain, runs, methods, colors, fig_dir, frames,
                 s = df[[store.FRAMES_COLUMN, col]].dropna()
                 if not len(s):
                     continue
-                stacks.setdefault(key, []).append(np.interp(
-                    grid, s[store.FRAMES_COLUMN].to_numpy(float), s[col].to_numpy(float),
-                    left=np.nan, right=np.nan))
-        for key, curves in stacks.items():
-            c = np.vstack(curves)
-            with _quiet():
-                per.setdefault(m, {})[key] = (grid, np.nanmean(c, 0), np.nanmin(c, 0),
-                                              np.nanmax(c, 0), len(curves))
+                s = s.loc[s[store.FRAMES_COLUMN] <= frames]
+                stacks.setdefault(key, []).append(
+                    (s[store.FRAMES_COLUMN].to_numpy(float), s[col].to_numpy(float)))
+        for key, runs_ in stacks.items():
+            c = scores.combine_runs(runs_)
+            if c is not None:
+                per.setdefault(m, {})[key] = c
     return figures.dynamics(domain, per, store.DYNAMICS_MODULES, store.DYNAMICS_QUANTITIES,
                             methods, colors, fig_dir, frames, silent=silent)
 
@@ -395,6 +427,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     from analysis.load import LoadError
 
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        return 0
     command = "python -m analysis.make_figures " + " ".join(shlex.quote(a) for a in argv)
     try:
         opts = parse_args(argv)

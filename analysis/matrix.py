@@ -2,7 +2,7 @@
 
 rliable's functions take a matrix of shape (num_runs, num_tasks). The SimbaV2 notebooks passed
 (num_tasks, num_runs) instead, which silently transposes the median and the bootstrap's
-stratification (simbav2-spec §3.2). Every statistic here goes through `RunScores`, which
+stratification (docs/tasks.md). Every statistic here goes through `RunScores`, which
 
 * stores `scores` with axes (runs, tasks[, points]) and the task label of every column,
 * refuses a matrix whose column count does not match the task labels (the usual symptom of a

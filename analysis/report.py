@@ -32,7 +32,35 @@ def _cell(v) -> str:
 def _with_ci(row, stat: str) -> str:
     if np.isnan(row[stat]):
         return "–"
+    if row.get("n_seeds_max") == 1:
+        # One seed per task: the bootstrap has nothing to resample; a [x, x] "interval"
+        # would read as certainty.
+        return f"{row[stat]:.3f} (1 seed: no interval)"
     return f"{row[stat]:.3f} [{row[f'{stat}_ci_low']:.3f}, {row[f'{stat}_ci_high']:.3f}]"
+
+
+def single_seed_note(summary: pd.DataFrame) -> list[str]:
+    """Report lines naming every (method, group) whose tasks all have one seed (zero-width
+    intervals everywhere: tables, figures), and those where only some tasks do."""
+    if "n_seeds_max" not in summary:
+        return []
+    ok = summary["mean"].notna()
+    one = summary.loc[ok & summary["n_seeds_max"].eq(1)]
+    some = summary.loc[ok & summary["n_seeds"].eq(1) & summary["n_seeds_max"].gt(1)]
+    out = []
+    if len(one):
+        per = one.groupby("method", sort=False)["group"].apply(
+            lambda g: ", ".join(GROUP_TITLES.get(x, x) for x in g))
+        out.append("**1 seed: no interval.** With one seed per task the bootstrap has nothing "
+                   "to resample, so its 95% CI has zero width; it is shown as `1 seed: no "
+                   "interval` in the tables and figures, not as a certain value: "
+                   + "; ".join(f"{m} ({g})" for m, g in per.items()) + ".")
+    if len(some):
+        out.append("Some tasks have a single seed (they add no spread to the intervals, which "
+                   "are then too narrow): "
+                   + "; ".join(f"{r.method} / {GROUP_TITLES.get(r.group, r.group)}"
+                               for r in some.itertuples()) + ".")
+    return out
 
 
 def write(out: Path, *, command: str, options: dict, results, scored, summary: pd.DataFrame,
@@ -97,8 +125,9 @@ def write(out: Path, *, command: str, options: dict, results, scored, summary: p
             r[GROUP_TITLES[g]] = _with_ci(row.iloc[0], "mean") if len(row) else "–"
         t1.append(r)
     L += ["## Mean normalised score (Table 1 layout)", "",
-          "mean [95% CI]; – = no complete runs (domains) or not all 57 tasks (`all`).", "",
-          md_table(pd.DataFrame(t1)), ""]
+          "mean [95% CI]; – = no complete runs (domains) or not all 57 tasks (`all`).", ""]
+    L += [x for n in single_seed_note(summary) for x in (f"- {n}", "")]
+    L += [md_table(pd.DataFrame(t1)), ""]
 
     # Per-group statistics
     L += ["## Aggregates per group", ""]

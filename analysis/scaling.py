@@ -64,16 +64,35 @@ def method_facts(scores: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def group_hours(scores: pd.DataFrame, tasks_of: dict) -> dict:
+    """{(method, group): mean wall-clock hours per completed run over the group's tasks}
+    (`tasks_of[(method, group)]`, the tasks in that group's score matrix), where timed."""
+    if "wall_time_s" not in scores or "state" not in scores:
+        return {}
+    done = scores.loc[(scores["state"] == "completed") & scores["wall_time_s"].notna()]
+    out = {}
+    for (m, g), tasks in tasks_of.items():
+        part = done.loc[(done["method"] == m) & done["task"].isin(tasks)]
+        if len(part):
+            out[(m, g)] = float(part["wall_time_s"].mean() / 3600)
+    return out
+
+
 def scaling_points(summary: pd.DataFrame, facts: pd.DataFrame, axis: str,
-                   groups: tuple[str, ...], tasks_of: dict, min_points: int = 2) -> pd.DataFrame:
+                   groups: tuple[str, ...], tasks_of: dict, min_points: int = 2,
+                   x_of: dict | None = None) -> pd.DataFrame:
     """Summary rows joined with facts[axis] as `x`, one line per family and group.
+
+    `x_of[(method, group)]`, when given, is the x of that point instead of facts[axis] (e.g.
+    per-group compute: `group_hours`); a point without one is dropped.
 
     A line only joins points computed on the same tasks (`tasks_of[(method, group)]`, a
     frozenset): a mean over 5 of 14 tasks is not comparable with one over all 14. Where a
     family's points differ, the task set most of them share is kept (ties: the larger one).
     Lines with fewer than `min_points` distinct x values are dropped (one point is not a
-    scaling curve)."""
-    if facts[axis].isna().all():
+    scaling curve). Columns `task_set` (frozenset) and `n_tasks` / `n_tasks_expected` say
+    which tasks every point holds, so a figure can state it."""
+    if x_of is None and facts[axis].isna().all():
         return pd.DataFrame()
     facts = facts.copy()
     other = {"width": ("utd", "UTD"), "utd": ("width", "width")}.get(axis)
@@ -82,19 +101,23 @@ def scaling_points(summary: pd.DataFrame, facts: pd.DataFrame, axis: str,
         facts["family"] = [f if np.isnan(v) else f"{f}, {name} {v:g}"
                            for f, v in zip(facts["family"], facts[col])]
     pts = summary.merge(facts[["method", "family", axis]], on="method")
+    if x_of is not None:
+        pts[axis] = [x_of.get((m, g), np.nan) for m, g in zip(pts["method"], pts["group"])]
     pts = pts.loc[pts[axis].notna() & pts["mean"].notna() & pts["group"].isin(groups)]
     pts = pts.rename(columns={axis: "x"}).copy()
-    pts["tasks"] = [tasks_of.get((m, g)) for m, g in zip(pts["method"], pts["group"])]
+    pts["task_set"] = [tasks_of.get((m, g)) for m, g in zip(pts["method"], pts["group"])]
+    pts = pts.loc[pts["task_set"].notna()]
     keep = []
     for _, line in pts.groupby(["group", "family"], sort=False):
-        counts = line["tasks"].value_counts()
-        best = max(counts.index, key=lambda ts: (counts[ts], len(ts)))
-        line = line.loc[line["tasks"] == best]
+        counts = line["task_set"].value_counts()
+        best = max(counts.index, key=lambda ts: (counts[ts], len(ts), sorted(ts)))
+        line = line.loc[[ts == best for ts in line["task_set"]]]
         if line["x"].nunique() >= min_points:
             keep.append(line)
     if not keep:
         return pd.DataFrame()
-    pts = pd.concat(keep).drop(columns=["tasks"])
+    pts = pd.concat(keep)
+    pts["n_tasks"] = [len(ts) for ts in pts["task_set"]]
     order = {g: i for i, g in enumerate(groups)}
     return pts.sort_values(["group", "family", "x"], key=lambda s: s.map(order)
                            if s.name == "group" else s).reset_index(drop=True)

@@ -1,7 +1,7 @@
 """From evaluations to scores: the score of a run at a frame budget, incomplete runs, curves,
 per-task tables, and the per-(method, group) score matrices the statistics run on.
 
-Score at `frames` = F (the paper's single final evaluation, simbav2-spec §3.2):
+Score at `frames` = F (the paper's single final evaluation, docs/tasks.md):
 * the run's evaluation at env_step == F; if its evaluation grid skips F (some baselines
   evaluate every 16,666 frames: 999,960 then 1,016,626), the last evaluation in
   [F - tol, F], tol = `frames_tol` (default 0.5% of F);
@@ -17,7 +17,7 @@ scaling subset); `other` (tasks outside the 57, raw scores) when asked for.
 * `all` needs all 57 tasks (else NaN and a note). As in the paper's Table 1, each domain is
   first truncated to its own smallest seed count (lowest seed labels kept), then all
   (task, seed) entries are pooled. `all_truncate=global` truncates every task to the smallest
-  seed count over all 57 instead (what some re-aggregations in simbav2-spec §4 did).
+  seed count over all 57 instead (what some re-aggregations did; docs/published-results.md).
 """
 
 from __future__ import annotations
@@ -127,7 +127,10 @@ def run_curves(results: Results, scored: Scored, grid: np.ndarray) -> np.ndarray
 
     Each run's evaluations are linearly interpolated onto the grid within the frames it
     evaluated (NaN outside), so methods with different evaluation grids line up. The value at
-    F is the run's score at F (same rule as the tables)."""
+    F is the run's score at F (same rule as the tables); the value at frame 0 is the run's
+    first evaluation when it lies in [0, tol] (some files evaluate at step 1, not 0), else
+    NaN (the statistics then use the runs that have one). For the sample-efficiency figure
+    only; per-task learning curves use `task_curves` (real evaluation steps)."""
     sc = scored.scores
     out = np.full((len(sc), len(grid)), np.nan)
     if not len(sc):
@@ -135,6 +138,8 @@ def run_curves(results: Results, scored: Scored, grid: np.ndarray) -> np.ndarray
     rid = sc[KEY].assign(rid=np.arange(len(sc)))
     ev = results.evals.merge(rid, on=KEY, how="inner")[["rid", "env_step", "value"]]
     ev = ev.sort_values(["rid", "env_step"], kind="stable")
+    if not len(ev):
+        return out
     r = ev["rid"].to_numpy()
     x = ev["env_step"].to_numpy(float)
     y = ev["value"].to_numpy(float)
@@ -144,14 +149,80 @@ def run_curves(results: Results, scored: Scored, grid: np.ndarray) -> np.ndarray
     gx = grid.astype(float)
     for s, e in zip(starts, ends):
         out[r[s]] = np.interp(gx, x[s:e], y[s:e], left=np.nan, right=np.nan)
+        if grid[0] == 0 and x[s] <= scored.tol:
+            out[r[s], 0] = y[s]
     if grid[-1] == scored.frames:
         out[:, -1] = sc["raw"].to_numpy(float)
     return out
 
 
+@dataclass
+class Curve:
+    """A learning curve of several runs at the steps where they were evaluated / logged."""
+
+    steps: np.ndarray     # (points,) ascending
+    mean: np.ndarray      # (points,) mean over the runs that cover the step
+    std: np.ndarray       # population std over those runs (0 with one run)
+    low: np.ndarray       # min over those runs
+    high: np.ndarray      # max over those runs
+    n_runs: int
+    shared: bool          # True: every run has a value at every step (all points are real)
+
+
+def combine_runs(runs: list[tuple]) -> Curve | None:
+    """Combine runs given as (steps, values) at the steps where they happened.
+
+    * The runs share their steps (the usual case): mean / std / min / max over runs at each
+      step; every point is a real evaluation (or log point) of every run.
+    * They do not: each run is linearly interpolated onto the union of all runs' steps, within
+      its own first..last step (never extrapolated), and the statistics are taken over the runs
+      that cover each step; `shared` is False so a figure can say so.
+    NaN values are dropped first (a metric not computed at every log point)."""
+    clean = []
+    for x, y in runs:
+        x, y = np.asarray(x, float), np.asarray(y, float)
+        ok = ~(np.isnan(x) | np.isnan(y))
+        x, y = x[ok], y[ok]
+        if not len(x):
+            continue
+        xu, first = np.unique(x, return_index=True)     # sorted; first value per step
+        clean.append((xu, y[first]))
+    if not clean:
+        return None
+    union = np.unique(np.concatenate([x for x, _ in clean]))
+    shared = all(len(x) == len(union) for x, _ in clean)
+    mat = np.full((len(clean), len(union)), np.nan)
+    for i, (x, y) in enumerate(clean):
+        mat[i] = y if shared else np.interp(union, x, y, left=np.nan, right=np.nan)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return Curve(union, np.nanmean(mat, 0), np.nanstd(mat, 0), np.nanmin(mat, 0),
+                     np.nanmax(mat, 0), len(clean), shared)
+
+
+def task_curves(results: Results, scored: Scored) -> dict[tuple[str, str], Curve]:
+    """Raw learning curve of every (method, task) over its scored runs, at the evaluation steps
+    in [0, F] (no grid: real evaluations are the vertices; rule in `combine_runs`)."""
+    sc = scored.scores
+    if not len(sc):
+        return {}
+    ev = results.evals.merge(sc[KEY], on=KEY, how="inner")
+    ev = ev.loc[ev["env_step"] <= scored.frames, KEY + ["env_step", "value"]]
+    ev = ev.sort_values(KEY + ["env_step"], kind="stable")
+    out = {}
+    for (m, t), part in ev.groupby(["method", "task"], sort=False):
+        runs = [(g["env_step"].to_numpy(), g["value"].to_numpy())
+                for _, g in part.groupby("seed", sort=True)]
+        c = combine_runs(runs)
+        if c is not None:
+            out[(m, t)] = c
+    return out
+
+
 def per_task_table(scored: Scored) -> pd.DataFrame:
     """Per method and task: seeds and mean / spread of raw and normalised scores (std is the
-    population std over seeds, as simbav2-spec §4.8 reports), plus incomplete-run counts."""
+    population std over seeds, the usual per-task spread), plus incomplete-run counts."""
     sc = scored.scores
     g = sc.groupby(["method", "task"], sort=False)
     tab = g.agg(domain=("domain", "first"), n_seeds=("seed", "size"),

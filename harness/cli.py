@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import os
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 
@@ -48,3 +50,30 @@ def check_choice(key: str, value: str, choices) -> str:
         raise UsageError(f"bad value {value!r} for {key}{suggest(value, choices)}; "
                          f"valid: {', '.join(choices)}")
     return value
+
+
+UNWRITABLE = ("/proc", "/sys", "/dev")
+
+
+def check_output_dir(key: str, path) -> Path:
+    """`path` as a directory this command may write: an existing writable directory, or
+    creatable under a writable existing parent; never an existing file, never under /proc,
+    /sys or /dev. Raises UsageError naming the setting; nothing is created."""
+    p = Path(os.path.abspath(os.path.expanduser(str(path))))
+    text = str(path)
+    if not text.strip():
+        raise UsageError(f"bad value {text!r} for {key}: expected a directory")
+    if any(str(p) == d or str(p).startswith(d + "/") for d in UNWRITABLE):
+        raise UsageError(f"bad value {text!r} for {key}: cannot write under "
+                         f"{', '.join(UNWRITABLE)}")
+    parent = p
+    while not parent.exists():
+        if parent == parent.parent:
+            break
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        what = "is an existing file" if parent == p else f"lies under the file {parent}"
+        raise UsageError(f"bad value {text!r} for {key}: {what}; expected a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"bad value {text!r} for {key}: {parent} is not writable")
+    return p

@@ -10,50 +10,61 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
-from harness.cli import UsageError, suggest
+from agents.base import check_settings, setting
+from harness.cli import UsageError, check_output_dir, suggest
 
 OPERATIONAL = {"operational": True}  # field metadata: does not change results, not in the run id
+SEED_MAX = 2**31 - 1          # seeds feed numpy and JAX PRNG keys
+MIN_BUFFER = 1000             # a smaller replay buffer cannot hold a useful sample
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """How one run is driven; defaults follow the paper's protocol (simbav2-spec.md §2, §7.2)."""
+    """How one run is driven; defaults follow the paper's protocol (docs/tasks.md)."""
 
-    task: str = "cartpole-balance"      # benchmark task (any published spelling)
-    seed: int = 0                       # run seed: agent, replay, warm-up and env seeds derive from it
-    frames: int = 1_000_000             # budget in env frames (agent steps x action repeat)
+    task: str = "cartpole-balance"      # benchmark task (any published spelling; required by harness.run)
+    seed: int = setting(0, low=0, high=SEED_MAX)  # run seed: agent, replay, warm-up and env seeds derive from it
+    frames: int = setting(1_000_000, low=1)  # budget in env frames (agent steps x action repeat)
     exp: str = field(default="default", metadata=OPERATIONAL)   # experiment name (method label)
     root: str = field(default="runs", metadata=OPERATIONAL)     # run-store root directory
     agent: str = "simbav2"              # a registered agent (simbav2, sac, simba, crossq) or an import path pkg.module:Agent
-    warmup_steps: int = 5000            # random-action transitions before learning starts
-    buffer_size: int = 1_000_000        # replay capacity in transitions
-    eval_every: int = 0                 # env frames between evaluations; 0 = 50,000 agent steps
-    eval_episodes: int = 10             # deterministic episodes per evaluation
-    update_block: int = 0               # gradient updates per fused call (k); 0 = updates due per agent step
-    log_every: int = field(default=10_000, metadata=OPERATIONAL)  # env frames between training-metric rows
-    metrics_every: int = field(default=0, metadata=OPERATIONAL)   # env frames between norm/ELR metrics; 0 = 50,000 agent steps, -1 = never
-    checkpoint_every: int = field(default=100_000, metadata=OPERATIONAL)  # env frames between checkpoints; 0 = only on signals and at the end
-    progress: str = field(default="auto", metadata=OPERATIONAL)  # auto | bar | lines | none
-
-    CHOICES = {"progress": ("auto", "bar", "lines", "none")}
+    warmup_steps: int = setting(5000, low=0)  # random-action transitions before learning starts
+    buffer_size: int = setting(1_000_000, low=MIN_BUFFER)  # replay capacity in transitions (also >= warmup_steps and batch_size)
+    eval_every: int = setting(0, low=0)  # env frames between evaluations; 0 = 50,000 agent steps
+    eval_episodes: int = setting(10, low=1, high=10_000)  # deterministic episodes per evaluation
+    update_block: int = setting(0, low=0, high=100_000)  # gradient updates per fused call (k); 0 = updates due per agent step
+    log_every: int = setting(10_000, low=1, metadata=OPERATIONAL)  # env frames between training-metric rows
+    metrics_every: int = setting(0, low=-1, metadata=OPERATIONAL)  # env frames between norm/ELR metrics; 0 = 50,000 agent steps, -1 = never
+    checkpoint_every: int = setting(100_000, low=0, metadata=OPERATIONAL)  # env frames between checkpoints; 0 = only on signals and at the end
+    progress: str = setting("auto", choices=("auto", "bar", "lines", "none"), metadata=OPERATIONAL)  # auto | bar | lines | none
 
     def validate(self) -> None:
-        for key, valid in self.CHOICES.items():
-            if getattr(self, key) not in valid:
-                raise UsageError(f"bad value {getattr(self, key)!r} for {key}; valid: "
-                                 f"{', '.join(valid)}")
-        for key in ("frames", "buffer_size", "eval_episodes"):
-            if getattr(self, key) <= 0:
-                raise UsageError(f"{key} must be positive, got {getattr(self, key)}")
-        for key in ("warmup_steps", "eval_every", "update_block", "log_every",
-                    "checkpoint_every"):
-            if getattr(self, key) < 0:
-                raise UsageError(f"{key} must be >= 0, got {getattr(self, key)}")
+        """Every declared range (the same checker as the agents' configs), then the rules
+        between settings; raises UsageError naming the setting, the value and what is valid."""
+        try:
+            check_settings(self)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        if self.buffer_size < self.warmup_steps:
+            raise UsageError(f"bad value {self.buffer_size} for buffer_size: must be >= "
+                             f"warmup_steps ({self.warmup_steps}), or learning never starts")
+        if not self.exp.strip() or self.exp.startswith("/") or ".." in self.exp.split("/"):
+            raise UsageError(f"bad value {self.exp!r} for exp: must be a relative name (no "
+                             "leading /, no ..) under root")
+
+
+def check_pair(run_cfg: RunConfig, agent_cfg) -> None:
+    """Rules between run and agent settings."""
+    batch = getattr(agent_cfg, "batch_size", 0)
+    if run_cfg.buffer_size < batch:
+        raise UsageError(f"bad value {run_cfg.buffer_size} for buffer_size: must be >= "
+                         f"batch_size ({batch})")
 
 
 # -- typed dotted overrides of nested frozen dataclasses ------------------------------------
@@ -103,17 +114,39 @@ def parse_value(key: str, text: str, tp):
                 return False
             raise ValueError
         if tp is int:
-            f = float(text.replace("_", ""))
-            if not f.is_integer():
-                raise ValueError
-            return int(f)
+            return parse_int(text)
         if tp is float:
             return float(text)
         if tp is str:
             return text
     except ValueError:
-        raise UsageError(f"bad value {text!r} for {key}: expected {_type_name(tp)}") from None
+        forms = " (e.g. 1000000, 1_000_000, 1e6, 1M, 500k)" if tp is int else ""
+        raise UsageError(f"bad value {text!r} for {key}: expected {_type_name(tp)}"
+                         f"{forms}") from None
     raise UsageError(f"{key} cannot be set from the command line")
+
+
+_SUFFIX = {"k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
+
+
+def parse_int(text: str) -> int:
+    """An integer setting from the command line, in every form a frame count is written:
+    `1000000`, `1_000_000`, `1e6`, `1M`, `500k`, `2.5m` (k = 10^3, M = 10^6, G = 10^9, any
+    case). Raises ValueError when the text is not a whole number."""
+    t = text.strip().replace("_", "").lower()
+    mult = 1
+    if t[-1:] in _SUFFIX:
+        t, mult = t[:-1], _SUFFIX[t[-1]]
+    if not t or t.startswith(("0x", "+0x", "-0x")) or t in ("inf", "-inf", "+inf", "nan"):
+        raise ValueError(text)
+    try:
+        return int(t) * mult
+    except ValueError:
+        pass
+    f = float(t) * mult
+    if not math.isfinite(f) or not f.is_integer():
+        raise ValueError(text)
+    return int(f)
 
 
 def override(cfg, values: dict[str, Any]):
@@ -205,6 +238,8 @@ def build(given: dict[str, str]):
     run_cfg = apply_overrides(RunConfig(), run_given, keys)
     agent_cfg = apply_overrides(agent_config_class(agent)(), agent_given, keys)
     run_cfg.validate()
+    check_pair(run_cfg, agent_cfg)
+    check_output_dir("root", run_cfg.root)
     from suites import RegistryError, canonical_name
 
     try:

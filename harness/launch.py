@@ -6,8 +6,13 @@ agent= takes registered agents (simbav2, sac, simba, crossq) and import paths
 (`my_pkg.my_module:MyAgent`, docs/adding-a-baseline.md), comma-separated: a sweep over agents
 puts each agent's runs under <exp>/<agent label>. `--help agent=a,b` lists their settings.
 
+Every key and value is checked before anything is written or submitted (exit status 2, one
+`error:` line): each setting against its declared range (listed below), root= must be a
+writable directory (or creatable), seeds in [0, 2^31-1], at most 10,000 runs per launch.
+Integer settings accept 1000000, 1_000_000, 1e6, 1M and 500k.
+
 Plans seeded runs (tasks x seeds x agents x sweep points), prints a summary (how many are
-completed, to resume, new, failed, and an estimate of the remaining GPU-hours from measured
+completed, to resume, new, failed, and an estimate of the remaining hours from measured
 throughput), then runs what is not completed: locally in a pool of worker processes, or as
 SLURM job arrays through submitit (submits and returns). Relaunching the same command is
 always safe: completed runs are skipped, unfinished ones resume from their checkpoints, and a
@@ -65,14 +70,56 @@ def summary(plan: Plan) -> str:
     if spf:
         hours = sum((r.run_cfg.frames - r.frames_done) *
                     spf.get((r.run_cfg.agent, r.point), spf[()]) for r in todo) / 3600
-        per_job = plan.profile.get("runs_per_job", 1) if plan.backend == "slurm" else 1
         lines.append(f"to run: {len(todo)} runs, about {hours:,.1f} run-hours at the measured "
-                     f"throughput of completed runs (~{hours / per_job:,.1f} GPU-hours with "
-                     f"{per_job} run(s) per GPU)")
+                     f"throughput of completed runs ({_cost(plan, hours)})")
     else:
         lines.append(f"to run: {len(todo)} runs (no completed run yet to measure throughput "
-                     "from, so no GPU-hour estimate)")
+                     "from, so no time estimate)")
     return "\n".join(lines)
+
+
+def measured_devices(plan: Plan) -> set[str]:
+    """Device kinds (status.json `device`: "cpu", "NVIDIA H100 ...") of the completed runs
+    whose throughput the estimate uses."""
+    out = set()
+    for r in plan.runs:
+        if r.state == "completed":
+            dev = (read_json(r.store.status_path) or {}).get("device")
+            if dev:
+                out.add(str(dev))
+    return out
+
+
+def _local_is_gpu(plan: Plan) -> bool:
+    """Whether local runs run on a GPU: the device the completed runs recorded, else JAX's
+    platform as configured (JAX_PLATFORMS, an installed CUDA plugin). The launcher does not
+    initialise JAX itself: on a GPU that would reserve most of its memory in this process."""
+    devices = measured_devices(plan)
+    if devices:
+        return any(d.lower() != "cpu" for d in devices)
+    platforms = os.environ.get("JAX_PLATFORMS", "").strip().lower()
+    if platforms:
+        return platforms.split(",")[0] not in ("cpu", "")
+    import importlib.util
+
+    return any(importlib.util.find_spec(m) is not None
+               for m in ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm_plugin"))
+
+
+def _cost(plan: Plan, run_hours: float) -> str:
+    """What `run_hours` of runs cost on this backend, in the unit that is actually spent."""
+    if plan.backend == "slurm":
+        per_job = int(plan.profile.get("runs_per_job", 1) or 1)
+        gpus = int(plan.profile.get("gpus_per_job") or 0)
+        job_hours = run_hours / per_job
+        if gpus > 0:
+            return (f"~{job_hours * gpus:,.1f} GPU-hours with {per_job} run(s) per job of "
+                    f"{gpus} GPU(s)")
+        return f"~{job_hours:,.1f} CPU job-hours with {per_job} run(s) per job"
+    workers = max(1, int(plan.workers or 1))
+    wall = run_hours / min(workers, max(1, len(plan.selected())))
+    where = "sharing the local GPU" if _local_is_gpu(plan) else "on the local CPUs"
+    return f"~{wall:,.1f} h wall-clock with {workers} worker(s) {where}"
 
 
 def listing(plan: Plan) -> str:
@@ -85,14 +132,67 @@ def listing(plan: Plan) -> str:
 
 # -- local backend -----------------------------------------------------------------------------
 
+def _frames_done(r: PlannedRun) -> int:
+    st = read_json(r.store.status_path) or {}
+    if st.get("state") == "completed":
+        return r.run_cfg.frames
+    return int(st.get("frames_done", 0) or 0)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+def progress_lines(runs: list[PlannedRun], active: list[PlannedRun], codes: collections.Counter,
+                   elapsed: float, start_frames: int, spf: float | None = None,
+                   workers: int = 1) -> list[str]:
+    """The launcher's progress: one overall line (runs finished, frames done / budget, ETA),
+    then one line per running run (task, seed, sweep point, frames done / budget). The ETA
+    extrapolates this launch's frame rate; before any frame is done, the measured seconds per
+    frame of completed runs (`spf`) over `workers` parallel runs, if known."""
+    done = {id(r): _frames_done(r) for r in runs}
+    total = sum(r.run_cfg.frames for r in runs) or 1
+    frames = sum(done.values())
+    rate = (frames - start_frames) / elapsed if elapsed > 0 else 0.0
+    left = max(0, total - frames)
+    if left == 0:
+        eta = "done"
+    elif rate > 0:
+        eta = f"ETA {_duration(left / rate)}"
+    elif spf:
+        eta = f"ETA ~{_duration(left * spf / max(1, min(workers, len(runs))))} (measured)"
+    else:
+        eta = "ETA unknown yet"
+    head = (f"[launch] {sum(codes.values())}/{len(runs)} runs finished "
+            f"({', '.join(f'{v} {k}' for k, v in codes.items()) or 'none yet'}), "
+            f"{len(active)} running, frames {frames}/{total} ({100 * frames / total:.0f}%), "
+            f"{eta}, elapsed {_duration(elapsed)}")
+    lines = [head]
+    for r in active:
+        n, b = done[id(r)], r.run_cfg.frames
+        lines.append(f"[launch]   {r.task.name} seed {r.run_cfg.seed}"
+                     f"{' ' + r.point if r.point else ''}: {n}/{b} frames "
+                     f"({100 * n / max(b, 1):.0f}%)")
+    return lines
+
+
 def run_local(plan: Plan, echo) -> int:
-    """Run the selected runs in `plan.workers` worker processes; one overall progress line."""
+    """Run the selected runs in `plan.workers` worker processes; every 10 s an overall progress
+    line with an ETA and one line per running run."""
     todo = list(plan.selected())
-    total_frames = sum(r.run_cfg.frames for r in todo) or 1
+    runs = list(todo)
     active: dict[subprocess.Popen, PlannedRun] = {}
     codes: collections.Counter = collections.Counter()
     env = dict(os.environ)
     last_print = 0.0
+    t0 = time.time()
+    start_frames = sum(_frames_done(r) for r in runs)
+    spf = seconds_per_frame(plan).get(())
     while todo or active:
         while todo and len(active) < plan.workers:
             r = todo.pop(0)
@@ -114,14 +214,9 @@ def run_local(plan: Plan, echo) -> int:
                      f"{': ' + st['reason'] if st.get('reason') else ''}")
         now = time.time()
         if now - last_print > 10 or (not todo and not active):
-            done_frames = sum(
-                r.run_cfg.frames if (read_json(r.store.status_path) or {}).get("state")
-                == "completed" else int((read_json(r.store.status_path) or {})
-                                        .get("frames_done", 0) or 0)
-                for r in plan.selected())
-            echo(f"[launch] {sum(codes.values())}/{len(plan.selected())} runs finished "
-                 f"({', '.join(f'{v} {k}' for k, v in codes.items()) or 'none yet'}), "
-                 f"{len(active)} running, frames {100 * done_frames / total_frames:.0f}%")
+            for line in progress_lines(runs, list(active.values()), codes, now - t0,
+                                       start_frames, spf, plan.workers):
+                echo(line)
             last_print = now
     return 0 if set(codes) <= {"completed", "held elsewhere"} else 1
 
@@ -133,8 +228,13 @@ def main(argv: list[str]) -> int:
         from harness.config import settings_help
 
         agents = next((a.partition("=")[2] for a in argv if a.startswith("agent=")), "simbav2")
+        from harness.plan import LAUNCH_VALID
+
+        launch_lines = "\n".join(f"  {k:22s} [valid: {v.describe()}]"
+                                  for k, v in LAUNCH_VALID.items())
         try:
-            print(__doc__ + settings_help(*[a.strip() for a in agents.split(",") if a.strip()]))
+            print(__doc__ + "\nlaunch settings:\n" + launch_lines + "\n"
+                  + settings_help(*[a.strip() for a in agents.split(",") if a.strip()]))
         except UsageError as e:
             fail(str(e))
         return 0

@@ -14,14 +14,15 @@ Everything is checked before anything is written or submitted.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from agents.base import agent_label
-from harness.cli import UsageError, check_choice, suggest
-from harness.config import (RunConfig, agent_config_class, apply_overrides, flat_fields,
-                            run_id, valid_keys)
+from agents.base import Valid, agent_label
+from harness.cli import UsageError, check_choice, check_output_dir, suggest
+from harness.config import (SEED_MAX, RunConfig, agent_config_class, apply_overrides,
+                            check_pair, flat_fields, parse_value, run_id, valid_keys)
 from harness.store import RunDir, read_json
 from suites import RegistryError, Task, is_available, resolve
 
@@ -33,6 +34,20 @@ PROFILE_KEYS = {"partition": str, "gpus_per_job": int, "cpus_per_task": int, "me
 LAUNCH_KEYS = {"suite", "task", "agent", "seeds", "backend", "workers", "dry_run", "only",
                "profile", *PROFILE_KEYS}
 PROFILE_DIR = Path(__file__).resolve().parents[1] / "slurm" / "profiles"
+MAX_RUNS = 10_000  # runs in one launch (tasks x seeds x agents x sweep points); split bigger ones
+# valid values of the numeric launch keys: the same `Valid` the run and agent settings declare
+LAUNCH_VALID = {"workers": Valid(low=1, high=1024), "gpus_per_job": Valid(low=0),
+                "cpus_per_task": Valid(low=1), "mem_gb": Valid(low=0, low_inclusive=False),
+                "time_min": Valid(low=1), "array_parallelism": Valid(low=1),
+                "runs_per_job": Valid(low=1), "max_array_size": Valid(low=1)}
+
+
+def check_launch_value(key: str, value):
+    try:
+        LAUNCH_VALID[key].check(key, value)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return value
 
 
 @dataclass
@@ -82,21 +97,30 @@ class Plan:
 
 
 def parse_seeds(text: str) -> list[int]:
+    """`0-9` (a range), `0,3,7` (a list) or `5` (a count: 0..4); seeds in [0, SEED_MAX], at
+    most MAX_RUNS of them."""
     try:
         if "-" in text:
             lo, hi = (int(x) for x in text.split("-", 1))
             if hi < lo:
                 raise ValueError
-            return list(range(lo, hi + 1))
-        if "," in text:
-            return sorted({int(x) for x in text.split(",") if x.strip()})
-        n = int(text)
-        if n <= 0:
-            raise ValueError
-        return list(range(n))
+            seeds = range(lo, hi + 1)
+        elif "," in text:
+            seeds = sorted({int(x) for x in text.split(",") if x.strip()})
+        else:
+            n = int(text)
+            if n <= 0:
+                raise ValueError
+            seeds = range(n)
     except ValueError:
         raise UsageError(f"bad value {text!r} for seeds: expected a range `0-9`, a list "
-                         "`0,3,7` or a count `5`") from None
+                         "`0,3,7` or a count `5` of seeds >= 0") from None
+    if len(seeds) > MAX_RUNS:
+        raise UsageError(f"bad value {text!r} for seeds: {len(seeds):,} seeds; at most "
+                         f"{MAX_RUNS:,} runs per launch (split it into several launches)")
+    if not seeds or seeds[0] < 0 or seeds[-1] > SEED_MAX:
+        raise UsageError(f"bad value {text!r} for seeds: seeds must be in [0, {SEED_MAX}]")
+    return list(seeds)
 
 
 def _bool(key: str, text: str) -> bool:
@@ -129,11 +153,7 @@ def _profile_with_overrides(given: dict[str, str]) -> dict:
             if tp is str:
                 prof[key] = None if text.lower() in ("none", "null") else text
             else:
-                try:
-                    prof[key] = tp(text)
-                except ValueError:
-                    raise UsageError(f"bad value {text!r} for {key}: expected "
-                                     f"{tp.__name__}") from None
+                prof[key] = parse_value(key, text, tp)
     extra = dict(prof.get("extra_sbatch") or {})
     # `sbatch.hold=true` -> a bare `--hold` flag
     extra.update({k[len("sbatch."):]: (True if v.lower() == "true" else v)
@@ -144,9 +164,10 @@ def _profile_with_overrides(given: dict[str, str]) -> dict:
         raise UsageError(f"unknown partition {prof.get('partition')!r}"
                          f"{suggest(str(prof.get('partition')), parts)}; valid on this cluster "
                          f"profile: {', '.join(parts)}")
-    for key in ("runs_per_job", "array_parallelism", "time_min", "max_array_size"):
-        if int(prof.get(key, 1)) <= 0:
-            raise UsageError(f"{key} must be positive, got {prof.get(key)}")
+    for key in ("runs_per_job", "array_parallelism", "time_min", "max_array_size",
+                "gpus_per_job", "cpus_per_task", "mem_gb"):
+        if prof.get(key) is not None:
+            check_launch_value(key, prof[key])
     return prof
 
 
@@ -173,13 +194,8 @@ def build_plan(given: dict[str, str]) -> Plan:
     backend = check_choice("backend", given.get("backend", "local"), BACKENDS)
     only = check_choice("only", given.get("only", "all"), ONLY)
     dry_run = _bool("dry_run", given.get("dry_run", "false"))
-    try:
-        workers = int(given.get("workers", max(1, (os.cpu_count() or 2) // 2)))
-        if workers <= 0:
-            raise ValueError
-    except ValueError:
-        raise UsageError(f"bad value {given['workers']!r} for workers: expected a positive "
-                         "int") from None
+    workers = check_launch_value("workers", parse_value("workers", given["workers"], int)
+                                 if "workers" in given else max(1, (os.cpu_count() or 2) // 2))
     profile = _profile_with_overrides(given) if backend == "slurm" else {}
 
     spec = ",".join(x for x in (given.get("suite", ""), given.get("task", "")) if x) or "smoke"
@@ -196,6 +212,13 @@ def build_plan(given: dict[str, str]) -> Plan:
 
     settings = {k: v for k, v in given.items() if k in config_keys}
     sweep_keys = sorted(k for k, v in settings.items() if "," in v)
+    points = sum(math.prod(len(settings[k].split(",")) for k in sweep_keys
+                           if k in keys_by_agent[a]) for a in agents)
+    total = len(tasks) * len(seeds) * points
+    if total > MAX_RUNS:
+        raise UsageError(f"the plan has {total:,} runs ({len(tasks)} task(s) x {len(seeds)} "
+                         f"seed(s) x {points} agent/sweep point(s)); at most {MAX_RUNS:,} runs "
+                         "per launch: split it into several launches")
     runs: list[PlannedRun] = []
     for agent in agents:
         # with several agents, a setting applies to the agents that have it
@@ -214,6 +237,8 @@ def build_plan(given: dict[str, str]) -> Plan:
             base_run = apply_overrides(replace(RunConfig(), agent=agent), run_given, keys)
             base_run.validate()
             agent_cfg = apply_overrides(agent_config_class(agent)(), agent_given, keys)
+            check_pair(base_run, agent_cfg)
+            check_output_dir("root", base_run.root)
             point = ",".join(f"{k}={v}" for k, v in combo)
             exp = base_run.exp + (f"/{agent_label(agent)}" if len(agents) > 1 else "") + (
                 f"/{point}" if point else "")

@@ -5,6 +5,10 @@ agent= is a registered agent (simbav2, sac, simba, crossq) or an import path
 (`my_pkg.my_module:MyAgent`, see docs/adding-a-baseline.md); `--help agent=NAME` lists that
 agent's settings.
 
+task= is required. Integer settings accept 1000000, 1_000_000, 1e6, 1M and 500k. Every
+setting is checked against its declared range (listed below) and root= must be a writable
+directory (or creatable) before anything starts or is written.
+
 Runs one run in the foreground: starts it, resumes it from its checkpoint, or says it is
 already completed. Bad keys or values are rejected before anything starts (exit status 2).
 Exit status: 0 completed, 1 failed (reason in status.json), 3 stopped by a signal after
@@ -34,7 +38,11 @@ def main(argv: list[str]) -> int:
             fail(str(e))
         return 0
     try:
-        run_cfg, agent_cfg = build(split_kv(argv))
+        given = split_kv(argv)
+        run_cfg, agent_cfg = build(given)
+        if "task" not in given:
+            raise UsageError("task= is required (e.g. task=cartpole-balance; "
+                             "`python -m suites list` lists every task)")
         from suites import is_available
 
         if not is_available(run_cfg.task):

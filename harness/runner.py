@@ -1,7 +1,7 @@
 """One run of the paper's online protocol that can be killed at any agent step and continued
 without losing or changing results.
 
-Protocol (simbav2-spec.md §2, §7.2): uniform random actions until the buffer holds
+Protocol (docs/simbav2.md, docs/tasks.md): uniform random actions until the buffer holds
 `warmup_steps` transitions (the observation statistics are updated all the same), then the
 current policy; after each agent step, the updates due at `updates_per_frame` (fractional rates
 accumulate) run in fused blocks of k; evaluation at frame 0, every `eval_every` frames and at
@@ -394,7 +394,8 @@ class Run:
         if store is not None:  # kept in memory: each log row rewrites the file, never re-reads it
             self.metrics_rows = store.metrics()
         progress = Progress(self.cfg.progress, self.cfg.frames, self.echo,
-                            label=f"{self.task.name} seed {self.cfg.seed}", start=self.frames)
+                            label=f"{self.task.name} seed {self.cfg.seed}", start=self.frames,
+                            log=store.log if store is not None else None)
         if not resumed:
             self._evaluate()
         next_log = (self.frames // self.cfg.log_every + 1) * self.cfg.log_every

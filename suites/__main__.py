@@ -1,5 +1,6 @@
 """`python -m suites list [suite=NAME] [format=table|json]`
-`python -m suites check [suite=smoke] [steps=200] [seed=0]`
+`python -m suites check [suite=smoke] [steps=200] [seed=0]`   (steps >= 1, seed >= 0)
+`python -m suites --help`
 
 list   prints every task of a suite with domain, obs/action dims measured from the real env,
        action repeat, frames per episode, discount, metric and normalisation constants.
@@ -18,7 +19,9 @@ os.environ.setdefault("MUJOCO_GL", "disable")
 
 import numpy as np  # noqa: E402
 
+from agents.base import Valid  # noqa: E402
 from harness.cli import UsageError, check_choice, check_keys, fail, split_kv  # noqa: E402
+from harness.config import SEED_MAX, parse_value  # noqa: E402
 from suites import RegistryError, Task, is_available, make_env, resolve  # noqa: E402
 from suites.envs.humanoid_bench import INSTALL_HINT  # noqa: E402
 
@@ -112,6 +115,9 @@ def cmd_check(tasks: list[Task], steps: int, seed: int) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if any(a in ("-h", "--help", "help") for a in argv):
+        print(__doc__)
+        return 0
     if not argv or argv[0] not in COMMANDS:
         fail(f"expected a command: {' | '.join(COMMANDS)}\n{__doc__}")
     cmd, rest = argv[0], argv[1:]
@@ -122,10 +128,14 @@ def main(argv: list[str]) -> int:
             fmt = check_choice("format", kv.get("format", "table"), ("table", "json"))
             return cmd_list(resolve(kv.get("suite", "all")), fmt)
         check_keys(kv, {"suite", "steps", "seed"})
-        try:
-            steps, seed = int(kv.get("steps", 200)), int(kv.get("seed", 0))
-        except ValueError as e:
-            raise UsageError(f"steps and seed must be integers ({e})") from None
+        steps = parse_value("steps", kv.get("steps", "200"), int)
+        seed = parse_value("seed", kv.get("seed", "0"), int)
+        for key, value, valid in (("steps", steps, Valid(low=1, high=10_000_000)),
+                                  ("seed", seed, Valid(low=0, high=SEED_MAX))):
+            try:
+                valid.check(key, value)
+            except ValueError as e:
+                raise UsageError(str(e)) from None
         return cmd_check(resolve(kv.get("suite", "smoke")), steps, seed)
     except (UsageError, RegistryError) as e:
         fail(str(e))

@@ -1,7 +1,7 @@
 """The paper's 57 tasks and every constant attached to them, as data (one place, no logic).
 
-Sources: simbav2-spec.md §2.3 (per-family settings), §3.1 (task ids, obs/act dims),
-§3.2 (normalisation constants). Nothing here is computed; `registry.py` turns it into records.
+Sources: docs/tasks.md (per-family settings, task ids and obs/act dims, normalisation
+constants and where they come from). Nothing here is computed; `registry.py` turns it into records.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ FAMILIES: dict[str, dict] = {
     "dmc": dict(action_repeat=2, episode_frames=1000, episodic=False,
                 metric="avg_return", normaliser="return/1000"),
     # TimeLimit(100) on top of MyoSuite's own registered limits (ObjHold 75, PenTwirl 50,
-    # KeyTurn 200 -> cut at 100); the discount heuristic always uses 100 (spec §2.3).
+    # KeyTurn 200 -> cut at 100); the discount heuristic always uses 100 (docs/tasks.md).
     "myosuite": dict(action_repeat=2, episode_frames=100, episodic=False,
                      metric="avg_success", normaliser="success"),
     "hbench": dict(action_repeat=2, episode_frames=1000, episodic=True,

@@ -1,4 +1,4 @@
-"""Shared test fixtures: headless MuJoCo, the steering repo's reference data when present."""
+"""Shared test fixtures: headless MuJoCo, the private reference data (../shared) when present."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SimbaV2 maths against the spec: sphere constraints, parameter counts, analytic norms, C51
+"""SimbaV2 maths against docs/simbav2.md: sphere constraints, parameter counts, analytic norms, C51
 projection, CDQ target, reward scaling, and the fused k-update scan."""
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def _count(params) -> int:
 
 @pytest.mark.parametrize("width,expect_m", [(128, 0.30), (256, 1.17), (512, 4.56), (1024, 18.0)])
 def test_critic_parameter_counts(width, expect_m):
-    # spec §1.9 with 90 inputs (observation + action + the shift constant)
+    # docs/simbav2.md (parameter counts) with 90 inputs (observation + action + the shift constant)
     critic = CategoricalCritic(1, width, 2, 101, 3.0, "paper")
     shapes = jax.eval_shape(critic.init, jax.random.PRNGKey(0), jnp.zeros((1, 68)),
                             jnp.zeros((1, 21)))["params"]["head_0"]

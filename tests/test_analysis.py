@@ -50,7 +50,7 @@ def test_simbav2_utd2_reproduces_table1(results_dir):
 def test_all_truncates_each_domain_like_table1(results_dir):
     # BRO and Simba have 5 seeds on some domains and 10-15 on others: Table 1's "All" column
     # (0.807, 0.780) matches truncating each domain to its own smallest seed count; the
-    # re-aggregation in spec §4.1 (0.805, 0.785) truncated globally.
+    # global truncation gives 0.805 and 0.785 (docs/published-results.md).
     bro = _means(results_dir / "baseline" / "bro_utd10.csv")["bro_utd10"]
     simba = _means(results_dir / "scaling" / "utd" / "simba_utd2.csv")["simba_utd2"]
     assert bro["all"] == pytest.approx(0.807, abs=0.002)
@@ -307,6 +307,7 @@ def test_labels_and_method_selection(store_root, tmp_path, results_dir):
     (["results=x", "include_unknown=maybe"], "include_unknown"),
     (["results=x", "all_truncate=some"], "valid: domain, global"),
     (["results=x", "reps=0"], "reps"),
+    (["results=x", "out=/proc/x"], "cannot write under"),
 ])
 def test_bad_arguments_exit_2(args, needle, capsys):
     with pytest.raises(SystemExit) as e:

@@ -41,7 +41,7 @@ def status(root, exp) -> list[dict]:
     (["backend=slurm", "partition=nope"], "valid on this cluster profile: cpu, gpu"),
     (["backend=slurm", "profile=mars"], "unknown cluster profile"),
     (["seeds=9-3"], "seeds"),
-    (["backend=slurm", "max_array_size=0"], "must be positive"),
+    (["backend=slurm", "max_array_size=0"], "bad value 0 for max_array_size: must be >= 1"),
     (["seed=3"], "seeds="),
     (["only=some"], "all, failed, unfinished"),
     (["dry_run=maybe"], "true or false"),

@@ -164,7 +164,9 @@ def test_non_finite_losses_fail_the_run_and_keep_the_last_good_checkpoint(tmp_pa
     (["scaler_init=nope"], "paper, release"),
     (["agent=simbav3"], "simbav2"),
     (["utd=2", "updates_per_frame=2"], "disagree"),
-    (["frames=0"], "frames must be positive"),
+    (["frames=0"], "bad value 0 for frames: must be >= 1"),
+    (["critic.width=0"], "bad value 0 for critic.width"),
+    (["critic.width=64"], "task= is required"),
     (["frames"], "key=value"),
 ])
 def test_bad_input_is_rejected_before_anything_starts(tmp_path, args, needle):

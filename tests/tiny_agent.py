@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from agents.base import AgentSpec, BaseConfig
+from agents.base import AgentSpec, BaseConfig, setting
 from agents.fused import scan_updates
 from agents.targets import polyak
 from agents.train_state import TrainState, apply_gradients
@@ -26,10 +26,10 @@ from agents.train_state import TrainState, apply_gradients
 class DDPGConfig(BaseConfig):
     """TinyDDPG settings (batch_size and the update rate come from BaseConfig)."""
 
-    width: int = 64                # hidden units of actor and critic (2 layers each)
-    lr: float = 1e-3               # Adam LR of actor and critic
-    tau: float = 0.005             # Polyak rate of both target networks
-    noise: float = 0.1             # std of the Gaussian exploration noise on actions
+    width: int = setting(64, low=1)                  # hidden units of actor and critic (2 layers each)
+    lr: float = setting(1e-3, low=0, low_inclusive=False)  # Adam LR of actor and critic
+    tau: float = setting(0.005, low=0, low_inclusive=False, high=1)  # Polyak rate of both target networks
+    noise: float = setting(0.1, low=0)               # std of the Gaussian exploration noise on actions
 
     def size(self) -> dict[str, int]:
         return {"width": self.width, "depth": 2}
