@@ -115,12 +115,23 @@ def _frames_axis(ax, frames_max: float) -> None:
             lambda x, _: f"{x / 1e6:g}M" if x else "0"))
 
 
+def _tight(fig, bottom: float = 0.0, **kw) -> None:
+    """tight_layout below the suptitle: the title's space is reserved in inches, so it never
+    overlaps the top panels of a tall figure (tight_layout alone reserves a fraction)."""
+    title = fig._suptitle.get_text() if fig._suptitle is not None else ""
+    inches = 0.2 * (title.count("\n") + 1) + 0.25 if title else 0.0
+    if title:  # anchored 0.08 in below the top edge, whatever the figure's height
+        fig._suptitle.set_y(1 - 0.08 / fig.get_figheight())
+        fig._suptitle.set_verticalalignment("top")
+    fig.tight_layout(rect=(0, bottom, 1, 1 - inches / fig.get_figheight()), **kw)
+
+
 def _finish(fig, title: str, spare, handles, labels, ncol: int = 5) -> None:
     """Title, layout and one legend for the whole figure: inside the empty grid cells when
     there are any, else in a strip below the panels."""
     fig.suptitle(_wrap(title, fig.get_figwidth()))
     if not labels:
-        fig.tight_layout()
+        _tight(fig)
         return
     col_pt = max(len(str(lab)) for lab in labels) * 4.9 + 40      # legend font 8 pt
     if spare:
@@ -130,7 +141,7 @@ def _finish(fig, title: str, spare, handles, labels, ncol: int = 5) -> None:
         cell_h = bb.height * fig.get_figheight() * 72
         cols = max(1, int(cell_w // col_pt))
         if math.ceil(len(labels) / cols) * 12 <= cell_h:
-            fig.tight_layout()
+            _tight(fig)
             ax = spare[0]
             ax.set_visible(True)
             ax.axis("off")
@@ -143,7 +154,7 @@ def _finish(fig, title: str, spare, handles, labels, ncol: int = 5) -> None:
     extra = 0.17 * rows + 0.3
     fig.set_figheight(fig.get_figheight() + extra)
     frac = extra / fig.get_figheight()
-    fig.tight_layout(rect=(0, frac, 1, 1))
+    _tight(fig, frac)
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), ncol),
                frameon=False, bbox_to_anchor=(0.5, 0.0))
 
@@ -217,7 +228,7 @@ def aggregates(summary, methods, groups, colors, out_dir: Path, frames: int) -> 
     if any_single:
         title += f"\n{ONE_SEED} (one seed per task: nothing to resample; diamond = point)"
     fig.suptitle(_wrap(title, fig.get_figwidth()))
-    fig.tight_layout(h_pad=1.6)
+    _tight(fig, h_pad=1.6)
     return _save(fig, out_dir, "aggregates")
 
 
@@ -295,7 +306,9 @@ def improvement(rows, reference: str, colors, out_dir: Path, frames: int,
     # On the figure, not the axes: long method labels push the axes (and its title) right.
     fig.suptitle(_wrap(title, fig.get_figwidth()), fontsize=10)
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
+    # room for the wrapped title on top of the panel's own height
+    fig.set_figheight(fig.get_figheight() + 0.2 * fig._suptitle.get_text().count("\n"))
+    _tight(fig)
     return _save(fig, out_dir, "probability_of_improvement")
 
 
