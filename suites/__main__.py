@@ -59,6 +59,17 @@ def _rollout(task: Task, seed: int, steps: int) -> tuple[np.ndarray, np.ndarray,
     return np.stack(observations), np.asarray(rewards), fps
 
 
+def _episode_starts(task: Task, seed: int, episodes: int, global_seed: int) -> np.ndarray:
+    """The first observation of episodes 0..episodes-1 (each re-created by its index), after
+    setting numpy's global RNG to `global_seed`: an env whose resets (targets, object
+    placements) draw from unseeded or global randomness gives different starts."""
+    np.random.seed(global_seed)
+    env = make_env(task, seed=seed)
+    starts = [env.reset_to_episode(i)[0] for i in (*range(episodes), 0)]
+    env.close()
+    return np.stack(starts)
+
+
 def cmd_list(tasks: list[Task], fmt: str) -> int:
     rows = []
     for t in tasks:
@@ -103,6 +114,13 @@ def cmd_check(tasks: list[Task], steps: int, seed: int) -> int:
             problems.append(f"obs dim {obs_a.shape[1]} != registry {t.obs_dim}")
         if not (np.array_equal(obs_a, obs_b) and np.array_equal(rew_a, rew_b)):
             problems.append("same seed gave a different trajectory")
+        # reset-time randomness: the same (seed, episode) starts the same way, whatever
+        # numpy's global RNG holds and whichever episodes came before
+        starts_a = _episode_starts(t, seed, 3, global_seed=1)
+        starts_b = _episode_starts(t, seed, 3, global_seed=2)
+        if not (np.array_equal(starts_a, starts_b) and np.array_equal(starts_a[0], starts_a[-1])):
+            problems.append("same seed and episode gave a different start (reset randomness "
+                            "is not seeded)")
         if not np.isfinite(obs_a).all():
             problems.append("non-finite observation")
         status = "ok" if not problems else "FAIL: " + "; ".join(problems)

@@ -9,6 +9,10 @@ mujoco / dm_control / numpy in three ways; we fix each here without touching its
      them with `render_mode=None` unless rendering is asked for.
   3. it vendors dm_control's `mujoco.index` frozen at mujoco 3.1.6 (and numpy-1 only): we point
      it at dm_control's own module.
+It also draws from numpy's global RNG where gymnasium's seeded `np_random` should be used
+(`h1-reach`: the goal, in reset and when reached; `h1-sit_hard`: the chair's position and
+angle at reset), so the same seed gave different episodes. `OwnGlobalRNG` gives each env a
+private stream for those draws, seeded from the episode seed at every reset.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ import importlib.util
 import os
 import sys
 import types
+
+import gymnasium as gym
+import numpy as np
 
 from suites.registry import RegistryError, Task
 
@@ -83,4 +90,33 @@ def make_base(task: Task, seed: int, render_mode: str | None = None):
     module, name = spec.entry_point.split(":")
     cls = getattr(importlib.import_module(module), name)
     env = cls(**{**spec.kwargs, "render_mode": render_mode})
-    return env, None
+    return OwnGlobalRNG(env), None
+
+
+class OwnGlobalRNG(gym.Wrapper):
+    """Runs the env's reset and step with numpy's global RNG swapped for a private stream
+    (seeded at each seeded reset), then puts the caller's global state back: the env's draws
+    are a function of its episode seed, and code outside it neither perturbs nor is perturbed
+    by them."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self._state = np.random.RandomState(0).get_state()
+
+    def _with_own_rng(self, fn, *args, **kwargs):
+        outer = np.random.get_state()
+        np.random.set_state(self._state)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self._state = np.random.get_state()
+            np.random.set_state(outer)
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None:
+            stream = np.random.SeedSequence([int(seed), 0x4842]).generate_state(1)[0]
+            self._state = np.random.RandomState(stream).get_state()
+        return self._with_own_rng(self.env.reset, seed=seed, options=options)
+
+    def step(self, action):
+        return self._with_own_rng(self.env.step, action)
