@@ -137,14 +137,11 @@ def setting(default, *, low=None, high=None, low_inclusive=True, high_inclusive=
 
 
 def valid_of(cfg, name: str) -> Valid | None:
-    """The declared `Valid` of field `name` of dataclass `cfg` (a CHOICES entry counts)."""
+    """The declared `Valid` of field `name` of dataclass `cfg` (None when it declares none)."""
     for f in fields(cfg):
         if f.name == name:
-            if "valid" in f.metadata:
-                return f.metadata["valid"]
-            break
-    choices = getattr(cfg, "CHOICES", {}).get(name)
-    return Valid(choices=tuple(choices)) if choices is not None else None
+            return f.metadata.get("valid")
+    return None
 
 
 def check_settings(cfg, prefix: str = "") -> None:
@@ -168,14 +165,13 @@ def check_settings(cfg, prefix: str = "") -> None:
 @dataclass(frozen=True)
 class BaseConfig:
     """Settings every agent has. Subclasses add fields (with defaults), declare each field's
-    valid values with `setting(...)` (or the older CHOICES {field: valid values}), may list
+    valid values with `setting(...)`, may list
     ORDERED pairs (a, b) that must satisfy a < b, and may set DEFAULT_UPDATES_PER_FRAME."""
 
     batch_size: int = setting(256, low=1, high=1_000_000)  # transitions per gradient update
     updates_per_frame: float | None = setting(None, low=0, low_inclusive=False, high=1000)  # gradient updates per environment frame (unset: the agent's default)
     utd: float | None = setting(None, low=0, low_inclusive=False, high=2000)  # the paper's "UTD k" = k/2 updates per env frame (k per agent step at repeat 2)
 
-    CHOICES: ClassVar[dict[str, tuple]] = {}
     ORDERED: ClassVar[tuple[tuple[str, str], ...]] = ()
     DEFAULT_UPDATES_PER_FRAME: ClassVar[float] = 1.0
 

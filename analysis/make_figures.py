@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from harness.cli import UsageError, check_choice, check_keys, check_output_dir, fail, split_kv
+from harness.config import parse_int
 
 KEYS = ("results", "out", "frames", "frames_tol", "label", "methods", "reference", "seed",
         "reps", "include_unknown", "all_truncate")
@@ -55,20 +56,15 @@ class Options:
 
 
 def _frames(key: str, value: str) -> int:
-    v = value.strip().lower().replace("_", "")
-    mult = 1
-    if v.endswith("m"):
-        v, mult = v[:-1], 1_000_000
-    elif v.endswith("k"):
-        v, mult = v[:-1], 1_000
+    """A frame count in the forms run and launch accept (harness.config.parse_int)."""
     try:
-        n = float(v) * mult
+        n = parse_int(value)
     except ValueError:
-        raise UsageError(f"bad value {value!r} for {key}: expected a number of frames "
+        raise UsageError(f"bad value {value!r} for {key}: expected a whole number of frames "
                          f"(e.g. 1000000, 1M, 500k)") from None
-    if n < 0 or n != int(n):
+    if n < 0:
         raise UsageError(f"bad value {value!r} for {key}: expected a whole number >= 0")
-    return int(n)
+    return n
 
 
 def _int(key: str, value: str, low: int) -> int:

@@ -221,12 +221,9 @@ def build_plan(given: dict[str, str]) -> Plan:
                          "per launch: split it into several launches")
     runs: list[PlannedRun] = []
     for agent in agents:
-        # with several agents, a setting applies to the agents that have it
+        # with several agents, a setting applies to the agents that have it (a key that no
+        # chosen agent has was refused above)
         keys = keys_by_agent[agent]
-        if len(agents) == 1:
-            for key in settings:
-                if key not in keys:
-                    raise UsageError(f"key {key!r} does not apply to agent {agent!r}")
         mine = [k for k in sweep_keys if k in keys]
         choices = [[(k, v.strip()) for v in settings[k].split(",")] for k in mine]
         fixed = {k: v for k, v in settings.items() if k not in sweep_keys and k in keys}

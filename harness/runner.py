@@ -70,6 +70,7 @@ def resolve(run_cfg: RunConfig, agent_cfg) -> dict:
     (agents.base.scale_facts) that analysis reads."""
     task = get_task(run_cfg.task)
     rate = agent_cfg.frame_update_rate
+    spec = agent_spec(task, agent_cfg, run_cfg.frames)
     run = to_dict(run_cfg)
     run["task"] = task.name
     agent = {"name": run_cfg.agent, "label": contract.agent_label(run_cfg.agent),
@@ -79,7 +80,7 @@ def resolve(run_cfg: RunConfig, agent_cfg) -> dict:
             "agent": agent, "run": run,
             "derived": {"utd_paper": 2 * rate, "action_repeat": task.action_repeat,
                         "discount": task.discount, "episodic": task.episodic,
-                        "total_updates": max(1, round(rate * run_cfg.frames)),
+                        "total_updates": spec.total_updates,
                         "eval_every": run_cfg.eval_every or 50_000 * task.action_repeat}}
 
 

@@ -187,8 +187,6 @@ def _declared(cfg, prefix: str = "") -> list[tuple[str, Valid, object]]:
             out += _declared(v, f"{prefix}{f.name}.")
         elif "valid" in f.metadata:
             out.append((prefix + f.name, f.metadata["valid"], v))
-        elif f.name in getattr(cfg, "CHOICES", {}):
-            out.append((prefix + f.name, Valid(choices=tuple(cfg.CHOICES[f.name])), v))
     return out
 
 
