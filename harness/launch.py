@@ -181,6 +181,16 @@ def progress_lines(runs: list[PlannedRun], active: list[PlannedRun], codes: coll
     return lines
 
 
+def worker_env(base, workers: int) -> dict:
+    """The environment of the local worker processes: `base`, and with several workers
+    XLA_PYTHON_CLIENT_PREALLOCATE=false unless set (several JAX processes on one GPU: by
+    default the first reserves 75% of its memory and the second fails to start)."""
+    env = dict(base)
+    if workers > 1:
+        env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    return env
+
+
 def run_local(plan: Plan, echo) -> int:
     """Run the selected runs in `plan.workers` worker processes; every 10 s an overall progress
     line with an ETA and one line per running run."""
@@ -188,7 +198,7 @@ def run_local(plan: Plan, echo) -> int:
     runs = list(todo)
     active: dict[subprocess.Popen, PlannedRun] = {}
     codes: collections.Counter = collections.Counter()
-    env = dict(os.environ)
+    env = worker_env(os.environ, plan.workers)
     last_print = 0.0
     t0 = time.time()
     start_frames = sum(_frames_done(r) for r in runs)

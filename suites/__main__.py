@@ -134,7 +134,11 @@ def cmd_check(tasks: list[Task], steps: int, seed: int) -> int:
 
 def main(argv: list[str]) -> int:
     if any(a in ("-h", "--help", "help") for a in argv):
+        from suites.tasks import SUITES
         print(__doc__)
+        print("suites (suite=; or one task name, or several joined by commas):")
+        for name, members in SUITES.items():
+            print(f"  {name:12s} {', '.join(members)}")
         return 0
     if not argv or argv[0] not in COMMANDS:
         fail(f"expected a command: {' | '.join(COMMANDS)}\n{__doc__}")

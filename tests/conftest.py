@@ -34,3 +34,12 @@ def spec_text() -> str:
 def results_dir_or_none() -> Path | None:
     """The published results when present (tests that only add them use this)."""
     return RESULTS if RESULTS.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def published(results_dir) -> Path:
+    """The authors' SimbaV2 UTD 2 run (10 seeds): the file the reproduction check uses."""
+    path = results_dir / "simbaV2_utd2.csv"
+    if not path.is_file():
+        pytest.skip(f"{path} not found (published SimbaV2 UTD 2 results)")
+    return path

@@ -203,3 +203,13 @@ def test_a_failing_slurm_run_is_reported_failed_with_its_reason(tmp_path):
     text = subprocess.run([sys.executable, "-m", "harness.status", "exp=bad",
                            f"root={tmp_path}"], capture_output=True, text=True).stdout
     assert "failed runs:" in text and "(job " in text
+
+
+def test_local_workers_share_a_gpu_without_preallocation():
+    """Several local workers: each JAX process must not reserve most of the GPU (the second
+    would fail); a user's own setting wins; one worker keeps JAX's default."""
+    from harness.launch import worker_env
+    assert worker_env({"A": "1"}, 8) == {"A": "1", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+    assert worker_env({"XLA_PYTHON_CLIENT_PREALLOCATE": "true"}, 8)[
+        "XLA_PYTHON_CLIENT_PREALLOCATE"] == "true"
+    assert "XLA_PYTHON_CLIENT_PREALLOCATE" not in worker_env({}, 1)

@@ -293,3 +293,4 @@ def test_help_everywhere_exits_0():
     assert p.returncode == 0 and "results=" in p.stdout and not p.stderr.strip(), p.stderr
     p = _cli("suites", "--help")
     assert p.returncode == 0 and "suites check" in p.stdout and "error" not in p.stderr
+    assert "fidelity     Hopper-v4, cartpole-swingup" in p.stdout  # the presets are listed
