@@ -22,6 +22,15 @@ humanoid-sized task (67 observations, 21 actions); `small` sets actor 64x1 and c
 matmul, of (update FLOP/s / matmul FLOP/s): on a shared machine whose speed drifts within
 seconds, both sides of the ratio are then measured under the same load.
 `matmul_peak_fraction_vs_best` (median update rate / best matmul seen) is the pessimistic bound.
+
+`python -m harness.bench checkpoint [--json] [sizes=10000,100000,1000000] [every=100000]
+[dir=<a temporary folder>]` measures the replay part of a checkpoint for Humanoid-v4-sized
+transitions (376 observations, 17 actions, episodes of 1,000 steps) holding `sizes`
+transitions: time and bytes of a periodic save (`every` new transitions since the previous
+save, as `checkpoint_every=every` at action repeat 1) and of a resume (read, verify, rebuild),
+`before` (the whole buffer, obs and next_obs, in every checkpoint) and `after` (append-only
+segments), and the buffer's host bytes in both layouts. `dir=` points it at another filesystem
+(a cluster's shared one); resumes read files just written, so they usually hit the page cache.
 """
 
 from __future__ import annotations
@@ -250,9 +259,136 @@ def bench_loop(agent_name: str, task_name: str, frames: int, size: str) -> dict:
             "seconds": {k2: round(v, 2) for k2, v in t.items()} | {"wall": round(run.wall, 2)}}
 
 
+HUMANOID = dict(obs=376, act=17, episode=1000)
+
+
+def _filled_replay(n: int, capacity: int):
+    """A ReplayBuffer of Humanoid-v4 sized transitions holding n of them (random data,
+    episodes of 1,000 steps), filled directly (no per-step Python loop)."""
+    from harness.replay import ReplayBuffer
+    h = HUMANOID
+    rb = ReplayBuffer(capacity, h["obs"], h["act"])
+    t = np.arange(n)
+    rows = n + -(-n // h["episode"])
+    rng = np.random.default_rng(0)
+    for start in range(0, rows, 100_000):  # chunks: no second full-size temporary
+        stop = min(rows, start + 100_000)
+        rb.obs[start:stop] = rng.standard_normal((stop - start, h["obs"]), np.float32)
+    rb.step["obs_ref"][:n] = t + t // h["episode"]
+    rb.step["action"][:n] = rng.uniform(-1, 1, (n, h["act"])).astype(np.float32)
+    rb.step["reward"][:n] = rng.standard_normal(n)
+    rb.step["terminated"][:n] = 0.0
+    rb.added, rb.rows, rb.open = n, rows, n % h["episode"] != 0
+    return rb
+
+
+def _dir_bytes(path) -> int:
+    from pathlib import Path
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def bench_checkpoint(sizes: list[int], every: int, root: str | None) -> dict:
+    """Replay checkpoint cost before/after append-only segments (module docstring)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from harness import checkpoint
+    from harness.replay import FIELDS, ReplayBuffer
+
+    base = Path(tempfile.mkdtemp(prefix="simbabench-ckpt-", dir=root))
+    out = {"device": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+           "dir": str(base), "transition": HUMANOID, "every": every, "sizes": {}}
+    try:
+        for n in sizes:
+            capacity = max(sizes)
+            delta = min(every, n)
+            # before: the whole buffer (obs and next_obs per slot) in every checkpoint
+            rb = _filled_replay(n, capacity)
+            old = {f"replay/{f}": v for f, v in rb.gather(np.arange(n)).items()}
+            old_bytes_mem = sum(v.nbytes for v in old.values())
+            d_old = base / f"before_{n}"
+            t0 = time.perf_counter()
+            path = checkpoint.save(d_old, n, old, {"replay": {"size": n, "pos": n % capacity,
+                                                              "capacity": capacity}})
+            save_old = time.perf_counter() - t0
+            bytes_old = _dir_bytes(path)
+            del old
+            t0 = time.perf_counter()
+            _, arrays, meta, _ = checkpoint.load_latest(d_old)
+            fresh = {}  # what the old buffer did: copy each field into its preallocated ring
+            for name, v in arrays.items():
+                fresh[name] = np.empty((capacity, *v.shape[1:]), v.dtype)
+                fresh[name][:n] = v
+            resume_old = time.perf_counter() - t0
+            arrays = fresh = None
+            shutil.rmtree(d_old)
+            # after: segments; the previous save holds the first n - delta transitions
+            d_new = base / f"after_{n}"
+            full = rb.added, rb.rows
+            rb.added = n - delta
+            rb.rows = int(rb.step["obs_ref"][rb.added - 1]) + 2 if rb.added else 0
+            rb.open = rb.added % HUMANOID["episode"] != 0
+            if rb.added:
+                rb.commit_segment(checkpoint.write_segment(d_new, *rb.pending_segment()))
+                checkpoint.save(d_new, rb.added, {}, {"replay": rb.state_meta()},
+                                segments=rb.segments)
+            before_disk = _dir_bytes(d_new) if d_new.exists() else 0
+            rb.added, rb.rows = full
+            rb.open = n % HUMANOID["episode"] != 0
+            t0 = time.perf_counter()
+            rb.commit_segment(checkpoint.write_segment(d_new, *rb.pending_segment()))
+            checkpoint.save(d_new, n, {}, {"replay": rb.state_meta()}, segments=rb.segments)
+            save_new = time.perf_counter() - t0
+            bytes_new = _dir_bytes(d_new) - before_disk
+            t0 = time.perf_counter()
+            _, arrays, meta, _ = checkpoint.load_latest(d_new)
+            fresh = ReplayBuffer(capacity, HUMANOID["obs"], HUMANOID["act"])
+            fresh.load(meta["replay"], lambda rec: checkpoint.segment_arrays(arrays, rec))
+            resume_new = time.perf_counter() - t0
+            idx = np.random.default_rng(1).integers(0, n, 256)
+            same = all(np.array_equal(fresh.gather(idx)[f], rb.gather(idx)[f]) for f in FIELDS)
+            used_rows = rb.rows
+            out["sizes"][str(n)] = {
+                "before": {"save_s": save_old, "save_bytes": bytes_old, "resume_s": resume_old,
+                           "host_bytes": old_bytes_mem},
+                "after": {"save_s": save_new, "save_bytes": bytes_new, "resume_s": resume_new,
+                          "host_bytes": used_rows * HUMANOID["obs"] * 4 + sum(
+                              v[:n].nbytes for v in rb.step.values()),
+                          "new_transitions": delta, "resume_exact": bool(same)},
+            }
+            arrays = fresh = rb = None  # free before the next size
+            shutil.rmtree(d_new)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return out
+
+
 def main(argv: list[str]) -> int:
     as_json = "--json" in argv
     argv = [a for a in argv if a != "--json"]
+    if argv and argv[0] == "checkpoint":
+        try:
+            kv = split_kv(argv[1:])
+            check_keys(kv, {"sizes", "every", "dir"})
+            sizes = [int(float(x)) for x in kv.get("sizes", "10000,100000,1000000").split(",")]
+            every = int(float(kv.get("every", 100_000)))
+            if min(sizes) < 1 or every < 1:
+                raise UsageError("sizes and every must be positive transition counts")
+        except (UsageError, ValueError) as e:
+            fail(str(e))
+        res = bench_checkpoint(sizes, every, kv.get("dir"))
+        if as_json:
+            print(json.dumps(res))
+            return 0
+        print(f"replay checkpoint, Humanoid-v4 transitions, {every} new per save, in {res['dir']}")
+        for n, r in res["sizes"].items():
+            b, a = r["before"], r["after"]
+            print(f"{int(n):>9,d} transitions  save {b['save_s']:7.2f} s {b['save_bytes'] / 1e6:8.0f} MB"
+                  f" -> {a['save_s']:6.2f} s {a['save_bytes'] / 1e6:7.0f} MB   resume "
+                  f"{b['resume_s']:6.2f} s -> {a['resume_s']:6.2f} s   host "
+                  f"{b['host_bytes'] / 1e6:7.0f} MB -> {a['host_bytes'] / 1e6:7.0f} MB")
+        return 0
     if argv and argv[0] == "loop":
         try:
             kv = split_kv(argv[1:])
@@ -272,7 +408,9 @@ def main(argv: list[str]) -> int:
         fail("usage: python -m harness.bench update [--json] [agent=simbav2] "
              "[sizes=default,small] [seconds=20]\n"
              "       python -m harness.bench loop [--json] [agent=simbav2] [task=cheetah-run] "
-             "[frames=20000] [size=small]")
+             "[frames=20000] [size=small]\n"
+             "       python -m harness.bench checkpoint [--json] "
+             "[sizes=10000,100000,1000000] [every=100000] [dir=...]")
     try:
         kv = split_kv(argv[1:])
         check_keys(kv, {"agent", "sizes", "seconds"})

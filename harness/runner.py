@@ -146,7 +146,6 @@ class Run:
     def _state(self) -> tuple[dict[str, np.ndarray], dict]:
         leaves = jax.tree_util.tree_flatten_with_path(self.agent)[0]
         arrays = {f"agent/{jax.tree_util.keystr(p)}": np.asarray(v) for p, v in leaves}
-        arrays.update(self.replay.state_arrays())
         arrays["obs"] = np.asarray(self.obs)
         arrays["episode_actions"] = np.asarray(self.episode_actions, np.float32).reshape(
             -1, self.task.act_dim)
@@ -176,7 +175,11 @@ class Run:
         leaves, treedef = jax.tree_util.tree_flatten_with_path(self.agent)
         self.agent = jax.tree_util.tree_unflatten(treedef, [
             jax.numpy.asarray(arrays[f"agent/{jax.tree_util.keystr(p)}"]) for p, _ in leaves])
-        self.replay.load(arrays, meta["replay"])
+        if "segments" in meta["replay"]:
+            self.replay.load(meta["replay"],
+                             lambda rec: checkpoint.segment_arrays(arrays, rec))
+        else:  # a checkpoint from before append-only segments: the whole buffer in it
+            self.replay.load_legacy(arrays, meta["replay"], arrays["obs"])
         for name in ("obs_norm", "rew_scale"):
             n = getattr(self, name)
             if n is None:
@@ -238,7 +241,8 @@ class Run:
         self.timers["env"] += t2 - t1
         if self.rew_scale is not None:
             self.rew_scale.update(reward, terminated, truncated)
-        self.replay.add(self.obs, action, reward, next_obs, terminated)
+        self.replay.add(self.obs, action, reward, next_obs, terminated,
+                        episode_end=terminated or truncated)
         self.steps += 1
         self.episode_return += reward
         if terminated or truncated:
@@ -322,9 +326,16 @@ class Run:
         return row
 
     def _checkpoint(self) -> None:
+        """Append the replay data added since the last save as one segment, then save the
+        small state with the list of segments it needs."""
         if self.store is not None:
+            pending = self.replay.pending_segment()
+            if pending is not None:
+                record = checkpoint.write_segment(self.store.checkpoint_dir, *pending)
+                self.replay.commit_segment(record)
             arrays, meta = self._state()
-            checkpoint.save(self.store.checkpoint_dir, self.frames, arrays, meta)
+            checkpoint.save(self.store.checkpoint_dir, self.frames, arrays, meta,
+                            segments=self.replay.segments)
 
     # -- driving -------------------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:
@@ -377,8 +388,18 @@ class Run:
             if "scale" not in self.record:
                 self.record["scale"] = contract.scale_facts(self.algo, self.agent_cfg, self.spec)
             store.write_config(self.record)
+            loaded = None
             if checkpoint.exists(store.checkpoint_dir):
-                frames, arrays, meta, path = checkpoint.load_latest(store.checkpoint_dir)
+                try:
+                    loaded = checkpoint.load_latest(store.checkpoint_dir)
+                except checkpoint.NoCheckpoint as e:
+                    aside = checkpoint.set_aside(store.checkpoint_dir)
+                    note = (f"{e}; starting from scratch (the unusable checkpoints were moved "
+                            f"to {aside.name})")
+                    self.echo(f"{store.path}: {note}")
+                    store.log(note)
+            if loaded is not None:
+                frames, arrays, meta, path = loaded
                 self._restore(arrays, meta)
                 store.truncate_results(frames)
                 resumed = True
@@ -443,8 +464,7 @@ class Run:
     def _finish(self) -> None:
         """Completed: keep the trained policy and statistics, drop the heavy checkpoints."""
         arrays, meta = self._state()
-        slim = {k: v for k, v in arrays.items() if not k.startswith("replay/")}
-        checkpoint.save(self.store.path / "final", self.frames, slim, meta)
+        checkpoint.save(self.store.path / "final", self.frames, arrays, meta)
         shutil.rmtree(self.store.checkpoint_dir, ignore_errors=True)
         self.store.set_status("completed", None, frames_done=self.frames,
                               wall_time_s=self.wall, last_eval=self.last_eval,

@@ -144,6 +144,51 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(reference, t
     assert (d / "eval.csv").read_bytes() == (_dir(reference) / "eval.csv").read_bytes()
 
 
+def _killed_with_two_checkpoints(tmp_path, frames=1600) -> Path:
+    d = _dir(tmp_path)
+    proc = subprocess.Popen(_cmd(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    _wait_for_checkpoints(d, frames, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return d
+
+
+def test_replay_is_saved_as_append_only_segments(reference, tmp_path):
+    """Each checkpoint adds one segment of the transitions since the previous one; resuming
+    from them is exact; a corrupt newest segment falls back to the previous checkpoint."""
+    d = _killed_with_two_checkpoints(tmp_path)
+    ckpts = sorted((d / "checkpoints").glob("ckpt_*"))
+    metas = [json.loads((c / "meta.json").read_text()) for c in ckpts]
+    newest = metas[-1]["segments"]
+    assert [r["name"] for r in metas[0]["segments"]] == [r["name"] for r in newest[:-1]]
+    steps = [r["t"] for r in newest]
+    assert steps[0][0] == 0 and all(a[1] == b[0] for a, b in zip(steps, steps[1:]))
+    assert steps[-1][1] == metas[-1]["meta"]["replay"]["added"]
+    # the checkpoint directory itself holds no replay data
+    assert not list((ckpts[-1] / "arrays").glob("replay*"))
+    victim = d / "checkpoints" / checkpoint.SEGMENTS / newest[-1]["name"] / "obs.npy"
+    data = bytearray(victim.read_bytes())
+    data[-4:] = b"\x00\xff\x00\xff"
+    victim.write_bytes(bytes(data))
+    p = _run(tmp_path)
+    assert "checksum mismatch in segment" in p.stderr
+    assert f"resumed from {ckpts[0].name}" in p.stderr
+    assert (d / "eval.csv").read_bytes() == (_dir(reference) / "eval.csv").read_bytes()
+
+
+def test_a_missing_segment_restarts_the_run_cleanly(reference, tmp_path):
+    """No checkpoint usable (a segment every checkpoint needs is gone): the run starts from
+    scratch, keeps the unusable checkpoints aside, and still ends with the same results."""
+    d = _killed_with_two_checkpoints(tmp_path)
+    first = sorted((d / "checkpoints" / checkpoint.SEGMENTS).iterdir())[0]
+    (first / "action.npy").unlink()
+    p = _run(tmp_path)
+    assert "starting from scratch" in p.stderr and "resumed from" not in p.stderr
+    assert (d / "checkpoints.unusable-1" / checkpoint.SEGMENTS).is_dir()
+    assert (d / "eval.csv").read_bytes() == (_dir(reference) / "eval.csv").read_bytes()
+
+
 def test_non_finite_losses_fail_the_run_and_keep_the_last_good_checkpoint(tmp_path):
     p = _run(tmp_path, "lr_init=1e38", "lr_end=1e38", "checkpoint_every=200", check=False)
     assert p.returncode == 1
