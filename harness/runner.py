@@ -11,32 +11,34 @@ action repeat, as the paper's code and published results do.
 Exact resume: a checkpoint holds the agent pytree, normaliser statistics, replay buffer, every
 RNG state, counters and the episode in progress (its index and the actions taken so far, which
 are replayed on the freshly seeded env).
+
+The work is split three ways: `harness.worker.EnvWorker` (training env, episode bookkeeping,
+host normalisers), `harness.learner.Learner` (agent state, replay and its sampling, the fused
+update schedule, the non-finite check) and `harness.recorder.Recorder` (evaluation rows,
+metrics rows, status, checkpoints). `Run` owns the schedule (when to evaluate, log, measure,
+checkpoint), the run's lifecycle (lock, signals, failure status) and the timers.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import shutil
 import signal
 import sys
 import time
 import traceback
-import warnings
 
 import jax
-import numpy as np
-import pandas as pd
 
 from agents import base as contract
 from agents.base import AgentSpec
-from harness import checkpoint
 from harness.config import RunConfig, run_id, to_dict
-from harness.evaluate import evaluate
+from harness.learner import Learner, RunFailed
 from harness.progress import Progress
-from harness.replay import ReplayBuffer
-from harness.store import RunDir, now
-from suites import derive_seed, env_seeds, get_task, make_env
+from harness.recorder import Recorder
+from harness.store import RunDir
+from harness.worker import EnvWorker
+from suites import env_seeds, get_task
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
@@ -49,8 +51,7 @@ def _slurm_job_id() -> str | None:
     return env.get("SLURM_JOB_ID")
 
 
-class RunFailed(RuntimeError):
-    """The run stopped for a reason recorded in its status (non-finite values, ...)."""
+__all__ = ["Preempted", "Run", "RunFailed", "agent_spec", "resolve"]
 
 
 class Preempted(RuntimeError):
@@ -106,201 +107,76 @@ class Run:
                               run_cfg.metrics_every or 50_000 * self.repeat)
         self.spec = agent_spec(t, agent_cfg, run_cfg.frames)
         self._stop: int | None = None
-        self.steps = 0
-        self._act = jax.jit(lambda agent, obs, key, step: self.algo.act(
-            agent, obs, jax.random.fold_in(key, step)))
-        self._eval_act = jax.jit(lambda agent, obs: self.algo.act(
-            agent, obs, jax.random.PRNGKey(0), deterministic=True))
 
     # -- state --------------------------------------------------------------------------------
     def _fresh(self) -> None:
-        seed, t = self.cfg.seed, self.task
-        train_seed, self.eval_seed = env_seeds(seed)
-        self.env = make_env(t, train_seed)
-        self.eval_envs = None
-        self.agent = self.algo.init(self.agent_cfg, self.spec, derive_seed(seed, "agent"))
-        self.obs_norm, self.rew_scale = contract.normalizers(self.algo, self.agent_cfg, self.spec)
-        self.replay = ReplayBuffer(min(self.cfg.buffer_size, self.total_steps), t.obs_dim,
-                                   t.act_dim)
-        self.replay_rng = np.random.default_rng(derive_seed(seed, "replay"))
-        self.warmup_rng = np.random.default_rng(derive_seed(seed, "warmup"))
-        self.metrics_rng = np.random.default_rng(derive_seed(seed, "metrics"))
-        self.act_key = jax.random.PRNGKey(derive_seed(seed, "act"))
-        self.steps = self.updates = 0
-        self.updates_due = 0.0
-        self.obs, _ = self.env.reset()
-        self.episode_actions: list[np.ndarray] = []
-        self.episode_return = 0.0
-        self.last_return = float("nan")
-        self.pending: list[dict] = []           # device metric dicts since the last log row
-        self.stability: dict[str, float] = {}
+        seed = self.cfg.seed
+        train_seed, eval_seed = env_seeds(seed)
+        obs_norm, rew_scale = contract.normalizers(self.algo, self.agent_cfg, self.spec)
+        self.worker = EnvWorker(self.task, seed, train_seed, obs_norm, rew_scale)
+        self.learner = Learner(self.algo, self.agent_cfg, self.spec, seed,
+                               capacity=min(self.cfg.buffer_size, self.total_steps), k=self.k,
+                               batch=self.batch, updates_per_step=self.rate * self.repeat,
+                               warmup_steps=self.cfg.warmup_steps)
+        self.recorder = Recorder(self.store, self.cfg, self.task, eval_seed, self.eval_every,
+                                 self.echo)
         self.wall = 0.0                         # wall seconds before this process took over
         self._since = time.perf_counter()
         self.timers = {"env": 0.0, "act": 0.0, "update": 0.0, "eval": 0.0}
-        self.last_eval: dict[str, float] = {}
+
+    @property
+    def steps(self) -> int:
+        return self.worker.steps if hasattr(self, "worker") else 0
 
     @property
     def frames(self) -> int:
         return self.steps * self.repeat
 
-    def _state(self) -> tuple[dict[str, np.ndarray], dict]:
-        leaves = jax.tree_util.tree_flatten_with_path(self.agent)[0]
-        arrays = {f"agent/{jax.tree_util.keystr(p)}": np.asarray(v) for p, v in leaves}
-        arrays["obs"] = np.asarray(self.obs)
-        arrays["episode_actions"] = np.asarray(self.episode_actions, np.float32).reshape(
-            -1, self.task.act_dim)
-        norms = {}
-        for name, n in (("obs_norm", self.obs_norm), ("rew_scale", self.rew_scale)):
-            if n is not None:
-                norms[name] = jax.tree.map(np.asarray, n.state_dict())
-        for name, d in norms.items():
-            for k, v in jax.tree_util.tree_flatten_with_path(d)[0]:
-                arrays[f"{name}/{jax.tree_util.keystr(k)}"] = np.asarray(v)
-        meta = {
-            "run_id": self.record["run_id"], "steps": self.steps, "updates": self.updates,
-            "updates_due": self.updates_due, "episode": self.env.episode,
-            "episode_return": self.episode_return, "last_return": self.last_return,
-            "replay": self.replay.state_meta(),
-            "rng": {n: getattr(self, n).bit_generator.state
-                    for n in ("replay_rng", "warmup_rng", "metrics_rng")},
-            "wall": self.elapsed, "timers": self.timers, "last_eval": self.last_eval,
-            "pending": self._reduce_pending(), "pending_count": len(self.pending),
-        }
+    @property
+    def updates(self) -> int:
+        return self.learner.updates
+
+    @property
+    def last_eval(self) -> dict:
+        return self.recorder.last_eval
+
+    def _state(self) -> tuple[dict, dict]:
+        arrays: dict = {}
+        meta: dict = {"run_id": self.record["run_id"], "wall": self.elapsed,
+                      "timers": self.timers, "last_eval": self.recorder.last_eval}
+        self.worker.state(arrays, meta)
+        self.learner.state(arrays, meta)
         return arrays, meta
 
     def _restore(self, arrays: dict, meta: dict) -> None:
         if meta["run_id"] != self.record["run_id"]:
             raise RunFailed("checkpoint belongs to another configuration "
                             f"({meta['run_id']} != {self.record['run_id']})")
-        leaves, treedef = jax.tree_util.tree_flatten_with_path(self.agent)
-        self.agent = jax.tree_util.tree_unflatten(treedef, [
-            jax.numpy.asarray(arrays[f"agent/{jax.tree_util.keystr(p)}"]) for p, _ in leaves])
-        if "segments" in meta["replay"]:
-            self.replay.load(meta["replay"],
-                             lambda rec: checkpoint.segment_arrays(arrays, rec))
-        else:  # a checkpoint from before append-only segments: the whole buffer in it
-            self.replay.load_legacy(arrays, meta["replay"], arrays["obs"])
-        for name in ("obs_norm", "rew_scale"):
-            n = getattr(self, name)
-            if n is None:
-                continue
-            template = n.state_dict()
-            paths, tdef = jax.tree_util.tree_flatten_with_path(template)
-            n.load_state_dict(jax.tree_util.tree_unflatten(tdef, [
-                arrays[f"{name}/{jax.tree_util.keystr(p)}"] for p, _ in paths]))
-        for n, st in meta["rng"].items():
-            getattr(self, n).bit_generator.state = st
-        self.steps, self.updates = meta["steps"], meta["updates"]
-        self.updates_due = meta["updates_due"]
-        self.episode_return, self.last_return = meta["episode_return"], meta["last_return"]
-        self.wall, self.timers, self.last_eval = meta["wall"], meta["timers"], meta["last_eval"]
-        self.pending = [meta["pending"]] * meta["pending_count"] if meta["pending"] else []
-        # re-create the episode in progress: same episode seed, same actions
-        obs, _ = self.env.reset_to_episode(meta["episode"])
-        self.episode_actions = list(arrays["episode_actions"])
-        for a in self.episode_actions:
-            obs = self.env.step(a)[0]
-        if not np.array_equal(obs, arrays["obs"]):
-            warnings.warn("replaying the episode in progress did not reproduce the saved "
-                          "observation: the environment is not deterministic; continuing "
-                          "from the saved observation", stacklevel=2)
-        self.obs = arrays["obs"]
+        from harness.checkpoint import segment_arrays
+        self.learner.restore(arrays, meta, lambda rec: segment_arrays(arrays, rec))
+        self.worker.restore(arrays, meta)
+        self.wall, self.timers = meta["wall"], meta["timers"]
+        self.recorder.last_eval = meta["last_eval"]
 
     # -- the loop -------------------------------------------------------------------------------
-    def _block(self) -> dict:
-        batch = self.replay.gather(self.replay.sample_indices(self.replay_rng, self.k,
-                                                              self.batch))
-        return self._normalise(batch)
-
-    def _normalise(self, batch: dict) -> dict:
-        out = dict(batch)
-        if self.obs_norm is not None:
-            out["obs"] = self.obs_norm.normalize(batch["obs"])
-            out["next_obs"] = self.obs_norm.normalize(batch["next_obs"])
-        scale = self.rew_scale.scale if self.rew_scale is not None else 1.0
-        out["reward"] = (batch["reward"] / scale).astype(np.float32)
-        return out
-
-    def _policy_obs(self, obs: np.ndarray) -> np.ndarray:
-        return self.obs_norm.normalize(obs) if self.obs_norm is not None else np.asarray(
-            obs, np.float32)
-
     def _agent_step(self) -> None:
+        w, learner = self.worker, self.learner
         t0 = time.perf_counter()
-        if self.obs_norm is not None:
-            self.obs_norm.update_one(self.obs)
-        if self.replay.size < self.cfg.warmup_steps:
-            action = self.warmup_rng.uniform(-1.0, 1.0, self.task.act_dim).astype(np.float32)
-        else:
-            action = np.asarray(self._act(self.agent, self._policy_obs(self.obs)[None],
-                                          self.act_key, self.steps))[0]
+        w.observe()
+        action = (w.random_action() if learner.warming_up
+                  else learner.act(w.policy_obs(w.obs), w.steps))
         t1 = time.perf_counter()
-        next_obs, reward, terminated, truncated, info = self.env.step(action)
+        transition = w.step(action)
         t2 = time.perf_counter()
         self.timers["act"] += t1 - t0
         self.timers["env"] += t2 - t1
-        if self.rew_scale is not None:
-            self.rew_scale.update(reward, terminated, truncated)
-        self.replay.add(self.obs, action, reward, next_obs, terminated,
-                        episode_end=terminated or truncated)
-        self.steps += 1
-        self.episode_return += reward
-        if terminated or truncated:
-            self.last_return = self.episode_return
-            self.episode_return = 0.0
-            self.obs, _ = self.env.reset()
-            self.episode_actions = []
-        else:
-            self.obs = next_obs
-            self.episode_actions.append(action)
-        if self.replay.size >= max(self.cfg.warmup_steps, 1):
-            self.updates_due += self.rate * self.repeat
-            while self.updates_due >= self.k - 1e-9:
-                self._update()
-
-    def _update(self) -> None:
-        t0 = time.perf_counter()
-        block = self._block()
-        self.agent, metrics = self.algo.update(self.agent, block)
-        self.updates += self.k
-        self.updates_due -= self.k
-        self.pending.append(metrics)
-        if "health/finite" not in metrics:
-            raise RunFailed("the agent's update returned no health/finite metric "
-                            "(required by the contract in agents/base.py)")
-        if not bool(metrics["health/finite"]):
-            bad = [k for k, v in jax.device_get(metrics).items() if not np.isfinite(v)]
-            raise RunFailed(f"non-finite {', '.join(bad) or 'values'} at update "
-                            f"{self.updates} (frame {self.frames})")
-        self.timers["update"] += time.perf_counter() - t0
-
-    def _reduce_pending(self) -> dict[str, float]:
-        if not self.pending:
-            return {}
-        host = jax.device_get(self.pending)
-        return {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+        learner.observe(transition, w.normalise, self.frames)
+        self.timers["update"] += time.perf_counter() - t2
 
     def _evaluate(self) -> None:
         t0 = time.perf_counter()
-        if self.eval_envs is None:
-            self.eval_envs = [make_env(self.task, self.eval_seed)
-                              for _ in range(self.cfg.eval_episodes)]
-        index = self.frames // self.eval_every if self.eval_every else 0
-        result = evaluate(self.eval_envs, lambda o: self._eval_act(self.agent, o),
-                          self._policy_obs, first_episode=index * self.cfg.eval_episodes)
-        self.last_eval = result
+        self.recorder.evaluate(self.frames, self.learner.eval_policy, self.worker.policy_obs)
         self.timers["eval"] += time.perf_counter() - t0
-        if self.store is not None:
-            self.store.append_eval_rows([
-                {"exp_name": self.cfg.exp, "env_name": self.task.name, "seed": self.cfg.seed,
-                 "metric": m, "env_step": self.frames, "value": v} for m, v in result.items()])
-
-    def _stability(self) -> None:
-        if self.replay.size == 0 or not hasattr(self.algo, "stability_metrics"):
-            return
-        idx = self.replay.sample_indices(self.metrics_rng, 1, self.batch)[0]
-        m = self.algo.stability_metrics(self.agent, self._normalise(self.replay.gather(idx)))
-        self.stability = {k: float(v) for k, v in jax.device_get(m).items()}
 
     @property
     def elapsed(self) -> float:
@@ -308,34 +184,19 @@ class Run:
         return self.wall + (time.perf_counter() - self._since)
 
     def _log_row(self) -> dict:
-        row = {"frames": self.frames, "updates": self.updates, **self._reduce_pending(),
-               **self.stability}
-        self.pending, self.stability = [], {}
+        row = {"frames": self.frames, "updates": self.updates, **self.learner.take_metrics()}
         wall = self.elapsed
-        row.update({"time/wall_s": wall, "train/episode_return": self.last_return,
+        row.update({"time/wall_s": wall, "train/episode_return": self.worker.last_return,
                     **{f"time/{k}_s": v for k, v in self.timers.items()},
                     "throughput/frames_per_s": self.frames / max(wall, 1e-9),
                     "throughput/updates_per_s": self.updates / max(self.timers["update"], 1e-9),
-                    "norm/reward_scale": (self.rew_scale.scale if self.rew_scale else 1.0)})
-        row.update({f"eval/{k}": v for k, v in self.last_eval.items()})
-        if self.store is not None:
-            self.metrics_rows = pd.concat([self.metrics_rows, pd.DataFrame([row])],
-                                          ignore_index=True)
-            self.store.write_metrics(self.metrics_rows)
-            self.store.set_status("running", None, frames_done=self.frames)
-        return row
+                    "norm/reward_scale": self.worker.reward_scale})
+        return self.recorder.log_row(self.frames, row)
 
     def _checkpoint(self) -> None:
-        """Append the replay data added since the last save as one segment, then save the
-        small state with the list of segments it needs."""
         if self.store is not None:
-            pending = self.replay.pending_segment()
-            if pending is not None:
-                record = checkpoint.write_segment(self.store.checkpoint_dir, *pending)
-                self.replay.commit_segment(record)
             arrays, meta = self._state()
-            checkpoint.save(self.store.checkpoint_dir, self.frames, arrays, meta,
-                            segments=self.replay.segments)
+            self.recorder.save(self.frames, self.learner.replay, arrays, meta)
 
     # -- driving -------------------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:
@@ -371,7 +232,7 @@ class Run:
         except BaseException as e:
             if store is not None:
                 store.set_status("failed", f"{type(e).__name__}: {e}",
-                                 frames_done=getattr(self, "steps", 0) * self.repeat)
+                                 frames_done=self.frames)
                 store.log("failed:\n" + traceback.format_exc())
             raise
         finally:
@@ -388,16 +249,7 @@ class Run:
             if "scale" not in self.record:
                 self.record["scale"] = contract.scale_facts(self.algo, self.agent_cfg, self.spec)
             store.write_config(self.record)
-            loaded = None
-            if checkpoint.exists(store.checkpoint_dir):
-                try:
-                    loaded = checkpoint.load_latest(store.checkpoint_dir)
-                except checkpoint.NoCheckpoint as e:
-                    aside = checkpoint.set_aside(store.checkpoint_dir)
-                    note = (f"{e}; starting from scratch (the unusable checkpoints were moved "
-                            f"to {aside.name})")
-                    self.echo(f"{store.path}: {note}")
-                    store.log(note)
+            loaded = self.recorder.load()
             if loaded is not None:
                 frames, arrays, meta, path = loaded
                 self._restore(arrays, meta)
@@ -414,7 +266,7 @@ class Run:
                              attempts=store.status().get("attempts", 0) + 1)
         self._since = time.perf_counter()
         if store is not None:  # kept in memory: each log row rewrites the file, never re-reads it
-            self.metrics_rows = store.metrics()
+            self.recorder.metrics_rows = store.metrics()
         progress = Progress(self.cfg.progress, self.cfg.frames, self.echo,
                             label=f"{self.task.name} seed {self.cfg.seed}", start=self.frames,
                             log=store.log if store is not None else None)
@@ -432,7 +284,7 @@ class Run:
             done = self.steps >= self.total_steps
             stability_now = next_metrics is not None and f >= next_metrics
             if stability_now:
-                self._stability()
+                self.learner.measure_stability(self.worker.normalise)
                 while next_metrics <= f:
                     next_metrics += self.metrics_every
             if f >= next_eval or done:
@@ -462,11 +314,5 @@ class Run:
         return self.last_eval
 
     def _finish(self) -> None:
-        """Completed: keep the trained policy and statistics, drop the heavy checkpoints."""
         arrays, meta = self._state()
-        checkpoint.save(self.store.path / "final", self.frames, arrays, meta)
-        shutil.rmtree(self.store.checkpoint_dir, ignore_errors=True)
-        self.store.set_status("completed", None, frames_done=self.frames,
-                              wall_time_s=self.wall, last_eval=self.last_eval,
-                              finished_at=now(), updates=self.updates)
-        self.store.log(f"completed at frame {self.frames}: {self.last_eval}")
+        self.recorder.finish(self.frames, arrays, meta, self.wall, self.updates)
