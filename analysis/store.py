@@ -15,7 +15,9 @@ The harness writes one directory per run, `<root>/<exp>/<task>/seed_<seed>/`, ho
                  columns such as `critic/encoder/featnorm` (NaN where not computed)
 
 Any of the files may be missing while a run is pending or was killed; a directory holding any
-one of them is a run. If the harness changes this contract, only this module changes.
+one of them is a run. The file names and the typed status come from `harness.store` (the one
+description of the layout, shared with the runner, plan, launch and status); this module
+only says what the analysis takes from them.
 """
 
 from __future__ import annotations
@@ -27,13 +29,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-EVAL_FILE = "eval.csv"
-CONFIG_FILE = "config.json"
-STATUS_FILE = "status.json"
-METRICS_FILE = "metrics.parquet"
-RUN_FILES = (EVAL_FILE, CONFIG_FILE, STATUS_FILE, METRICS_FILE)
+from harness.store import (CONFIG_FILE, EVAL_FILE, FRAMES_COLUMN, METRICS_FILE, RUN_FILES,
+                           RunStatus, read_status)
 
-FRAMES_COLUMN = "frames"
 # The paper's stability figure (docs/agents.md): critic feature / parameter / gradient norm and
 # effective LR, split into encoder and predictor, by the naming scheme every agent follows
 # (agents/stability.py). Keys: (module, quantity) -> column.
@@ -41,8 +39,6 @@ DYNAMICS_MODULES = ("encoder", "predictor")
 DYNAMICS_QUANTITIES = ("featnorm", "effective_pnorm", "effective_gnorm", "effective_lr")
 DYNAMICS_COLUMNS = {(m, q): f"critic/{m}/{q}"
                     for m in DYNAMICS_MODULES for q in DYNAMICS_QUANTITIES}
-
-STATES = ("pending", "running", "completed", "failed")
 
 
 @dataclass
@@ -52,7 +48,7 @@ class StoreRun:
     path: Path
     evals: pd.DataFrame                 # long format, possibly empty
     config: dict = field(default_factory=dict)
-    status: dict = field(default_factory=dict)
+    status: RunStatus = field(default_factory=RunStatus)
 
     @property
     def has_metrics(self) -> bool:
@@ -94,11 +90,11 @@ class StoreRun:
             # The harness counts updates per env frame; the paper's UTD label is twice that.
             "utd": _num(upf) * 2 if upf is not None else np.nan,
             "budget_frames": _num(self.config.get("frames")),
-            "state": self.status.get("state"),
-            "reason": self.status.get("reason"),
-            "frames_done": _num(self.status.get("frames_done")),
-            "wall_time_s": _num(self.status.get("wall_time_s")),
-            "device": self.status.get("device"),
+            "state": self.status.state,
+            "reason": self.status.reason,
+            "frames_done": _num(self.status.frames_done),
+            "wall_time_s": _num(self.status.wall_time_s),
+            "device": self.status.device,
             "has_metrics": self.has_metrics,
         }
 
@@ -141,7 +137,7 @@ def read_run(path: Path, read_long_csv) -> StoreRun:
                               [("exp_name", object), ("env_name", object), ("seed", "int64"),
                                ("metric", object), ("env_step", "int64"), ("value", float)]})
     return StoreRun(path=path, evals=evals, config=_read_json(path / CONFIG_FILE),
-                    status=_read_json(path / STATUS_FILE))
+                    status=read_status(path))
 
 
 def read_dynamics(run_dir: str | Path) -> pd.DataFrame | None:

@@ -33,7 +33,6 @@ os.environ.setdefault("MUJOCO_GL", "disable")
 from harness.cli import UsageError, fail, split_kv  # noqa: E402
 from agents.base import agent_label  # noqa: E402
 from harness.plan import Plan, PlannedRun, build_plan, refresh_states  # noqa: E402
-from harness.store import read_json  # noqa: E402
 
 STATE_ORDER = ("completed", "running", "resume", "new", "failed", "other-config")
 
@@ -45,9 +44,9 @@ def seconds_per_frame(plan: Plan) -> dict[tuple, float]:
     for r in plan.runs:
         if r.state != "completed":
             continue
-        st = read_json(r.store.status_path) or {}
-        if st.get("wall_time_s") and st.get("frames_done"):
-            spf = st["wall_time_s"] / st["frames_done"]
+        st = r.store.status()
+        if st.wall_time_s and st.frames_done:
+            spf = st.wall_time_s / st.frames_done
             samples[(r.run_cfg.agent, r.point)].append(spf)
             samples[()].append(spf)
     return {k: sorted(v)[len(v) // 2] for k, v in samples.items()}
@@ -84,7 +83,7 @@ def measured_devices(plan: Plan) -> set[str]:
     out = set()
     for r in plan.runs:
         if r.state == "completed":
-            dev = (read_json(r.store.status_path) or {}).get("device")
+            dev = r.store.status().device
             if dev:
                 out.add(str(dev))
     return out
@@ -133,10 +132,10 @@ def listing(plan: Plan) -> str:
 # -- local backend -----------------------------------------------------------------------------
 
 def _frames_done(r: PlannedRun) -> int:
-    st = read_json(r.store.status_path) or {}
-    if st.get("state") == "completed":
+    st = r.store.status()
+    if st.completed:
         return r.run_cfg.frames
-    return int(st.get("frames_done", 0) or 0)
+    return int(st.frames_done)
 
 
 def _duration(seconds: float) -> str:
@@ -219,9 +218,9 @@ def run_local(plan: Plan, echo) -> int:
                 p.returncode, f"crashed (exit {p.returncode})")
             codes[label] += 1
             if p.returncode not in (0, 4):
-                st = read_json(r.store.status_path) or {}
+                reason = r.store.status().reason
                 echo(f"{r.task.name} seed {r.run_cfg.seed} {r.point}: {label}"
-                     f"{': ' + st['reason'] if st.get('reason') else ''}")
+                     f"{': ' + reason if reason else ''}")
         now = time.time()
         if now - last_print > 10 or (not todo and not active):
             for line in progress_lines(runs, list(active.values()), codes, now - t0,

@@ -252,17 +252,16 @@ def build_plan(given: dict[str, str]) -> Plan:
 def run_state(store: RunDir, rid: str) -> tuple[str, str | None, int]:
     """(state, reason, frames_done) of a planned run from its directory."""
     cfg = read_json(store.config_path)
-    st = read_json(store.status_path)
-    if cfg is None and st is None:
+    if cfg is None and not store.status_path.exists():
         return "new", None, 0
     if cfg is not None and cfg.get("run_id") != rid:
         return "other-config", f"holds run id {cfg.get('run_id')}", 0
-    st = st or {}
-    state, done = st.get("state", "pending"), int(st.get("frames_done", 0) or 0)
+    st = store.status()
+    state, done = st.state, int(st.frames_done)
     if state == "completed":
         return "completed", None, done
     if state == "failed":
-        return "failed", st.get("reason"), done
+        return "failed", st.reason, done
     if state == "running" and _held(store):
         return "running", None, done
     return ("resume" if done > 0 or (store.path / "checkpoints").exists() else "new",

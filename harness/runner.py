@@ -211,14 +211,14 @@ class Run:
                 raise RunFailed(f"{store.path} holds a run with another configuration "
                                 f"(run id {existing.get('run_id')} != {self.record['run_id']});"
                                 " use another exp= or remove that directory")
-            if store.status().get("state") != "completed":
+            if not store.status().completed:
                 store.acquire()
             # (re)read after taking the lock: another process may have finished it meanwhile
             st = store.status()
-            if st.get("state") == "completed":
+            if st.completed:
                 store.release()
                 self.echo(f"{store.path}: already completed, nothing to do")
-                return st.get("last_eval", {})
+                return st.last_eval
         old_handlers = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
         try:
             return self._run()
@@ -263,7 +263,7 @@ class Run:
                              frames_done=self.frames, frames=self.cfg.frames,
                              device=jax.devices()[0].device_kind, host=os.uname().nodename,
                              job_id=_slurm_job_id(),
-                             attempts=store.status().get("attempts", 0) + 1)
+                             attempts=store.status().attempts + 1)
         self._since = time.perf_counter()
         if store is not None:  # kept in memory: each log row rewrites the file, never re-reads it
             self.recorder.metrics_rows = store.metrics()

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from harness.cli import UsageError, check_choice, check_keys, fail, split_kv
-from harness.store import STATES, read_json
+from harness.store import CHECKPOINT_DIR, FINAL_DIR, JOB_FILE, STATES, read_json, read_status
 from suites import try_canonical_name, get_task
 
 
@@ -24,18 +24,19 @@ def scan(root: Path, exp: str) -> list[dict]:
     for dirpath, dirnames, filenames in os.walk(base):
         name = os.path.basename(dirpath)
         if not name.startswith("seed_"):
-            dirnames[:] = [d for d in dirnames if d not in ("checkpoints", "final", "_submitit")]
+            dirnames[:] = [d for d in dirnames
+                           if d not in (CHECKPOINT_DIR, FINAL_DIR, "_submitit")]
             continue
         dirnames[:] = []
         d = Path(dirpath)
-        st = read_json(d / "status.json") or {"state": "pending"}
-        job = read_json(d / "job.json") or {}
+        st = read_status(d)
+        job = read_json(d / JOB_FILE) or {}
         task = try_canonical_name(d.parent.name)
         out.append({"path": str(d), "point": str(d.parent.parent.relative_to(base)),
                     "task": d.parent.name, "domain": get_task(task).domain if task else "other",
-                    "state": st.get("state", "pending"), "reason": st.get("reason"),
-                    "frames_done": st.get("frames_done", 0), "frames": st.get("frames"),
-                    "job_id": st.get("job_id") or job.get("job_id")})
+                    "state": st.state, "reason": st.reason,
+                    "frames_done": st.frames_done, "frames": st.frames,
+                    "job_id": st.job_id or job.get("job_id")})
     return out
 
 
@@ -63,7 +64,7 @@ def report(runs: list[dict]) -> str:
         lines.append("resubmit them with the launch command plus only=failed")
     running = [r for r in runs if r["state"] == "running"]
     if running:
-        lines.append(f"\nrunning: " + ", ".join(
+        lines.append("\nrunning: " + ", ".join(
             f"{r['task']} ({r['frames_done']}/{r['frames']} frames"
             + (f", job {r['job_id']})" if r["job_id"] else ")") for r in running[:10])
             + (" ..." if len(running) > 10 else ""))

@@ -23,6 +23,7 @@ import json
 import os
 import socket
 import tempfile
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,75 @@ import pandas as pd
 
 EVAL_COLUMNS = ["exp_name", "env_name", "seed", "metric", "env_step", "value"]
 STATES = ("pending", "running", "completed", "failed")
+
+# The run directory's files: the one description of the layout (the runner, plan, launch,
+# status and analysis all read these names from here).
+CONFIG_FILE = "config.json"
+STATUS_FILE = "status.json"
+EVAL_FILE = "eval.csv"
+METRICS_FILE = "metrics.parquet"
+LOG_FILE = "run.log"
+JOB_FILE = "job.json"
+CHECKPOINT_DIR = "checkpoints"
+FINAL_DIR = "final"
+RUN_FILES = (EVAL_FILE, CONFIG_FILE, STATUS_FILE, METRICS_FILE)  # any one marks a run dir
+FRAMES_COLUMN = "frames"   # metrics.parquet's x axis
+
+
+@dataclass
+class RunStatus:
+    """status.json, typed. Unknown keys are kept (`extra`) and written back unchanged; values
+    of the wrong type (a hand-edited or truncated file) read as unset."""
+
+    state: str = "pending"               # one of STATES
+    reason: str | None = None            # why it failed / stopped
+    frames_done: int = 0                 # env frames completed (checkpointed or evaluated)
+    frames: int | None = None            # the run's budget in env frames
+    attempts: int = 0                    # processes that have started it
+    run_id: str | None = None
+    device: str | None = None            # JAX device kind it last ran on
+    host: str | None = None
+    job_id: str | None = None            # SLURM `<array>_<task>` or job id
+    wall_time_s: float | None = None     # completed: wall seconds over all attempts
+    updates: int | None = None           # completed: gradient updates done
+    last_eval: dict = field(default_factory=dict)
+    started: str | None = None           # ISO timestamps (UTC)
+    updated: str | None = None
+    finished: str | None = None
+    finished_at: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "RunStatus":
+        d = dict(d or {})
+        types = {f.name: f.type for f in fields(cls) if f.name != "extra"}
+        kw, extra = {}, {}
+        for k, v in d.items():
+            if k not in types:
+                extra[k] = v
+            elif _fits(v, types[k]):
+                kw[k] = v
+        if kw.get("state") not in STATES:
+            kw["state"] = "pending"
+        return cls(**kw, extra=extra)
+
+    def to_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        return {**self.extra, **{k: v for k, v in out.items() if v is not None}}
+
+    @property
+    def completed(self) -> bool:
+        return self.state == "completed"
+
+
+def _fits(v, annotation: str) -> bool:
+    """Whether a JSON value matches a RunStatus field's annotation (kept as a string by
+    `from __future__ import annotations`)."""
+    if v is None:
+        return "None" in annotation
+    kinds = {"str": str, "int": int, "float": (int, float), "dict": dict}
+    return any(isinstance(v, t) and not (isinstance(v, bool) and name != "bool")
+               for name, t in kinds.items() if name in annotation)
 
 
 def now() -> str:
@@ -92,6 +162,15 @@ def read_json(path: Path, default=None):
         return default
 
 
+def read_status(run_dir: Path) -> RunStatus:
+    """A run directory's status (pending when status.json is missing or unreadable: a run
+    killed while writing it leaves the previous version, never a torn one)."""
+    try:
+        return RunStatus.from_dict(read_json(Path(run_dir) / STATUS_FILE))
+    except ValueError:
+        return RunStatus()
+
+
 class RunLocked(RuntimeError):
     """Another process holds this run."""
 
@@ -103,27 +182,31 @@ class RunDir:
         self._lock_fd: int | None = None
 
     # -- paths -------------------------------------------------------------------------------
-    config_path = property(lambda self: self.path / "config.json")
-    status_path = property(lambda self: self.path / "status.json")
-    eval_path = property(lambda self: self.path / "eval.csv")
-    metrics_path = property(lambda self: self.path / "metrics.parquet")
-    checkpoint_dir = property(lambda self: self.path / "checkpoints")
-    log_path = property(lambda self: self.path / "run.log")
+    config_path = property(lambda self: self.path / CONFIG_FILE)
+    status_path = property(lambda self: self.path / STATUS_FILE)
+    eval_path = property(lambda self: self.path / EVAL_FILE)
+    metrics_path = property(lambda self: self.path / METRICS_FILE)
+    checkpoint_dir = property(lambda self: self.path / CHECKPOINT_DIR)
+    log_path = property(lambda self: self.path / LOG_FILE)
 
     # -- status and config -------------------------------------------------------------------
-    def status(self) -> dict:
-        return read_json(self.status_path, default={"state": "pending", "reason": None})
+    def status(self) -> RunStatus:
+        return read_status(self.path)
 
-    def set_status(self, state: str, reason: str | None = None, **extra) -> dict:
+    def set_status(self, state: str, reason: str | None = None, **changes) -> RunStatus:
+        """Update status.json: `state`, `reason` and any RunStatus fields in `changes`."""
         assert state in STATES, state
         st = self.status()
-        st.update(extra)
-        st.update(state=state, reason=reason, updated=now())
-        if state == "running" and "started" not in st:
-            st["started"] = st["updated"]
+        for k, v in changes.items():
+            if not hasattr(st, k) or k == "extra":
+                raise TypeError(f"unknown status field {k!r}")
+            setattr(st, k, v)
+        st.state, st.reason, st.updated = state, reason, now()
+        if state == "running" and st.started is None:
+            st.started = st.updated
         if state in ("completed", "failed"):
-            st["finished"] = st["updated"]
-        atomic_write_json(self.status_path, st)
+            st.finished = st.updated
+        atomic_write_json(self.status_path, st.to_dict())
         return st
 
     def config(self) -> dict | None:

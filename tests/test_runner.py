@@ -266,3 +266,29 @@ def test_a_second_process_cannot_take_a_held_run(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert "took it" in out
     assert RunLocked
+
+
+def test_run_status_is_one_typed_contract(tmp_path):
+    """status.json is read and written through harness.store.RunStatus by the runner, plan,
+    launch, status and analysis: typed fields, unknown keys kept, bad values read as unset."""
+    from analysis.store import read_run
+    from harness.store import RunDir, RunStatus, read_status
+
+    store = RunDir(tmp_path, "e", "cartpole-balance", 0)
+    st = store.set_status("running", None, frames_done=400, frames=1000, device="cpu")
+    assert isinstance(st, RunStatus) and st.started == st.updated and st.finished is None
+    raw = json.loads(store.status_path.read_text())
+    raw.update(frames_done="lots", custom={"a": 1})          # a hand-edited file
+    store.status_path.write_text(json.dumps(raw))
+    st = read_status(store.path)
+    assert st.frames_done == 0 and st.frames == 1000 and st.extra == {"custom": {"a": 1}}
+    st = store.set_status("completed", None, frames_done=1000, wall_time_s=3.5)
+    assert st.completed and st.finished and st.extra == {"custom": {"a": 1}}
+    assert json.loads(store.status_path.read_text())["custom"] == {"a": 1}
+    with pytest.raises(TypeError, match="unknown status field"):
+        store.set_status("running", None, frame_done=1)
+    store.status_path.write_text('{"state": "comple')    # truncated
+    assert read_status(store.path).state == "pending"
+    store.set_status("failed", "boom", frames_done=10)
+    meta = read_run(store.path, lambda p: None).meta()
+    assert (meta["state"], meta["reason"], meta["frames_done"]) == ("failed", "boom", 10.0)
