@@ -85,7 +85,7 @@ class RunStatus:
 
     def to_dict(self) -> dict:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
-        return {**self.extra, **{k: v for k, v in out.items() if v is not None}}
+        return {**self.extra, **out}  # every field, unset ones as null: a fixed schema
 
     @property
     def completed(self) -> bool:
