@@ -23,6 +23,12 @@ matmul, of (update FLOP/s / matmul FLOP/s): on a shared machine whose speed drif
 seconds, both sides of the ratio are then measured under the same load.
 `matmul_peak_fraction_vs_best` (median update rate / best matmul seen) is the pessimistic bound.
 
+`python -m harness.bench multiseed [--json] [agent=simbav2] [task=cheetah-run] [frames=20000]
+[ks=1,2,4,8] [sizes=default,small] [batching=auto|map|vmap]` measures K seeds in one process (`harness.run seeds=`)
+against K single-seed processes running at the same time on this machine: total env frames/s
+and updates/s of the learning phase (from the runs' metrics rows, so start-up and compilation
+are excluded) and peak host memory (max RSS) per seed, for each K and size.
+
 `python -m harness.bench checkpoint [--json] [sizes=10000,100000,1000000] [every=100000]
 [dir=<a temporary folder>]` measures the replay part of a checkpoint for Humanoid-v4-sized
 transitions (376 observations, 17 actions, episodes of 1,000 steps) holding `sizes`
@@ -49,7 +55,7 @@ import numpy as np  # noqa: E402
 
 from agents import base as contract  # noqa: E402
 from agents.base import AgentSpec  # noqa: E402
-from harness.cli import UsageError, check_keys, fail, split_kv  # noqa: E402
+from harness.cli import UsageError, check_choice, check_keys, fail, split_kv  # noqa: E402
 from harness.config import agent_config_class, flat_fields, override  # noqa: E402
 
 # size -> (settings applied where the agent has them, observation dim, action dim)
@@ -364,9 +370,118 @@ def bench_checkpoint(sizes: list[int], every: int, root: str | None) -> dict:
     return out
 
 
+def _learning_rates(run_dir) -> tuple[float, float]:
+    """(frames/s, updates/s) of one run between its first metrics row with updates and its
+    last (start-up, compilation and warm-up excluded)."""
+    import pandas as pd
+
+    m = pd.read_parquet(run_dir / "metrics.parquet")
+    m = m.loc[m["updates"] > 0]
+    if len(m) < 2:
+        raise RuntimeError(f"{run_dir}: too few metrics rows to time; raise frames=")
+    a, b = m.iloc[0], m.iloc[-1]
+    dt = float(b["time/wall_s"] - a["time/wall_s"])
+    return float(b["frames"] - a["frames"]) / dt, float(b["updates"] - a["updates"]) / dt
+
+
+def bench_multiseed(agent_name: str, task_name: str, frames: int, ks: list[int],
+                    sizes: list[str], batching: str = "auto") -> dict:
+    """K seeds per process vs K concurrent single-seed processes (module docstring)."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from harness.config import valid_keys
+    from suites import get_task
+
+    task = get_task(task_name)
+    keys = valid_keys(agent_name)
+    out = {"agent": agent_name, "task": task.name, "frames": frames, "batching": batching,
+           "device": jax.devices()[0].device_kind, "cpu_count": os.cpu_count(), "sizes": {}}
+    with tempfile.TemporaryDirectory(prefix="simbabench-multiseed-") as tmp:
+        for size in sizes:
+            settings = [f"{k}={v}" for k, v in SIZES[size]["settings"].items() if k in keys]
+            common = [f"task={task.name}", f"agent={agent_name}", f"frames={frames}",
+                      f"warmup_steps={max(256, frames // 10 // task.action_repeat)}",
+                      f"eval_every={frames}", "eval_episodes=1", "metrics_every=-1",
+                      "checkpoint_every=0", f"log_every={max(1, frames // 20)}",
+                      "progress=none", *settings]
+            res = {}
+            for k in ks:
+                def launch(exp: str, seed_args: list[str]) -> subprocess.Popen:
+                    return subprocess.Popen(
+                        [sys.executable, "-m", "harness.run", *common, f"root={tmp}",
+                         f"exp={exp}", *seed_args], stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL)
+
+                def wait_rss(p) -> float:
+                    _, code, usage = os.wait4(p.pid, 0)
+                    p.returncode = code
+                    if code != 0:
+                        raise RuntimeError(f"a benchmark run failed (wait status {code})")
+                    return usage.ru_maxrss * 1024.0  # KB on Linux
+
+                base = Path(tmp)
+                batched = f"{size}-k{k}-batched"
+                rss = wait_rss(launch(batched, [f"seeds=0-{k - 1}", f"batching={batching}"]))
+                rates = [_learning_rates(base / batched / task.name / f"seed_{s}")
+                         for s in range(k)]
+                row = {"one_process": {"frames_per_s": sum(r[0] for r in rates),
+                                       "updates_per_s": sum(r[1] for r in rates),
+                                       "peak_rss_bytes_per_seed": rss / k}}
+                separate = f"{size}-k{k}-separate"
+                procs = [launch(separate, [f"seed={s}"]) for s in range(k)]
+                rss = [wait_rss(p) for p in procs]
+                rates = [_learning_rates(base / separate / task.name / f"seed_{s}")
+                         for s in range(k)]
+                row["k_processes"] = {"frames_per_s": sum(r[0] for r in rates),
+                                      "updates_per_s": sum(r[1] for r in rates),
+                                      "peak_rss_bytes_per_seed": float(np.mean(rss))}
+                row["speedup"] = (row["one_process"]["frames_per_s"]
+                                  / row["k_processes"]["frames_per_s"])
+                res[str(k)] = row
+            out["sizes"][size] = res
+    return out
+
+
 def main(argv: list[str]) -> int:
     as_json = "--json" in argv
     argv = [a for a in argv if a != "--json"]
+    if argv and argv[0] == "multiseed":
+        try:
+            kv = split_kv(argv[1:])
+            check_keys(kv, {"agent", "task", "frames", "ks", "sizes", "batching"})
+            agent_name = kv.get("agent", "simbav2")
+            agent_config_class(agent_name)
+            ks = [int(x) for x in kv.get("ks", "1,2,4,8").split(",")]
+            sizes = kv.get("sizes", "default,small").split(",")
+            for s in sizes:
+                if s not in SIZES:
+                    raise UsageError(f"unknown size {s!r}; valid: {', '.join(SIZES)}")
+            frames = int(float(kv.get("frames", 20000)))
+            if min(ks) < 1 or frames < 1:
+                raise UsageError("ks and frames must be positive")
+            from harness.multirun import BATCHING
+
+            batching = check_choice("batching", kv.get("batching", "auto"), BATCHING)
+        except (UsageError, ValueError) as e:
+            fail(str(e))
+        res = bench_multiseed(agent_name, kv.get("task", "cheetah-run"), frames, ks, sizes,
+                              batching)
+        if as_json:
+            print(json.dumps(res))
+            return 0
+        print(f"{agent_name} on {res['task']}, {frames} frames per seed, {res['device']} "
+              f"({res['cpu_count']} CPUs): K seeds in one process vs K processes")
+        for size, rows in res["sizes"].items():
+            for k, r in rows.items():
+                a, b = r["one_process"], r["k_processes"]
+                print(f"{size:8s} K={k:>2s}  one process {a['frames_per_s']:8.1f} frames/s "
+                      f"{a['updates_per_s']:8.1f} upd/s {a['peak_rss_bytes_per_seed'] / 1e6:6.0f} "
+                      f"MB/seed | {k} processes {b['frames_per_s']:8.1f} frames/s "
+                      f"{b['updates_per_s']:8.1f} upd/s {b['peak_rss_bytes_per_seed'] / 1e6:6.0f}"
+                      f" MB/seed | speedup {r['speedup']:.2f}x")
+        return 0
     if argv and argv[0] == "checkpoint":
         try:
             kv = split_kv(argv[1:])
@@ -409,6 +524,9 @@ def main(argv: list[str]) -> int:
              "[sizes=default,small] [seconds=20]\n"
              "       python -m harness.bench loop [--json] [agent=simbav2] [task=cheetah-run] "
              "[frames=20000] [size=small]\n"
+             "       python -m harness.bench multiseed [--json] [agent=simbav2] "
+             "[task=cheetah-run] [frames=20000] [ks=1,2,4,8] [sizes=default,small] "
+             "[batching=auto]\n"
              "       python -m harness.bench checkpoint [--json] "
              "[sizes=10000,100000,1000000] [every=100000] [dir=...]")
     try:

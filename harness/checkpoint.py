@@ -135,11 +135,18 @@ def _load_one(path: Path) -> tuple[int, dict[str, np.ndarray], dict]:
     return int(info["frames"]), arrays, info["meta"]
 
 
-def load_latest(directory: Path) -> tuple[int, dict[str, np.ndarray], dict, Path]:
-    """(frames, arrays, meta, path) of the newest valid checkpoint; NoCheckpoint if none.
-    The data of every segment it lists is in `arrays` as `segment/<name>/<field>`
-    (`segment_arrays` picks one out)."""
+def frames_of(path: Path) -> int:
+    return int(Path(path).name[len(PREFIX):])
+
+
+def load_latest(directory: Path, max_frames: int | None = None
+                ) -> tuple[int, dict[str, np.ndarray], dict, Path]:
+    """(frames, arrays, meta, path) of the newest valid checkpoint (at most `max_frames`);
+    NoCheckpoint if none. The data of every segment it lists is in `arrays` as
+    `segment/<name>/<field>` (`segment_arrays` picks one out)."""
     candidates = sorted(Path(directory).glob(f"{PREFIX}*"), reverse=True)
+    if max_frames is not None:
+        candidates = [c for c in candidates if frames_of(c) <= max_frames]
     for path in candidates:
         try:
             frames, arrays, meta = _load_one(path)

@@ -1,6 +1,12 @@
 """`python -m harness.launch suite=all agent=simbav2 [seeds=0-9] [exp=NAME] [root=runs]
-[frames=N] [backend=local|slurm] [workers=N] [profile=local] [partition=...] [runs_per_job=N]
-[dry_run=true] [only=all|failed|unfinished] [<run or agent setting>=v1,v2,... sweeps]`
+[frames=N] [backend=local|slurm] [workers=N] [seeds_per_process=K] [profile=local]
+[partition=...] [runs_per_job=N] [dry_run=true] [only=all|failed|unfinished]
+[<run or agent setting>=v1,v2,... sweeps]`
+
+seeds_per_process=K runs K seeds of the same (agent, task, config) in one process, acting and
+updating them as one batch on the device (harness/multirun.py; each stays an ordinary run with
+its own directory). workers= counts processes; on SLURM a job holds runs_per_job runs, rounded
+to whole processes.
 
 agent= takes registered agents (simbav2, sac, simba, crossq) and import paths
 (`my_pkg.my_module:MyAgent`, docs/adding-a-baseline.md), comma-separated: a sweep over agents
@@ -32,7 +38,8 @@ os.environ.setdefault("MUJOCO_GL", "disable")
 
 from harness.cli import UsageError, fail, split_kv  # noqa: E402
 from agents.base import agent_label  # noqa: E402
-from harness.plan import Plan, PlannedRun, build_plan, refresh_states  # noqa: E402
+from harness.plan import (Plan, PlannedRun, build_plan, process_args,  # noqa: E402
+                          refresh_states)
 
 STATE_ORDER = ("completed", "running", "resume", "new", "failed", "other-config")
 
@@ -106,19 +113,29 @@ def _local_is_gpu(plan: Plan) -> bool:
 
 
 def _cost(plan: Plan, run_hours: float) -> str:
-    """What `run_hours` of runs cost on this backend, in the unit that is actually spent."""
+    """What `run_hours` of runs cost on this backend, in the unit that is actually spent,
+    assuming the runs packed together (seeds in a process, processes in a job) keep the
+    measured single-run rate (`python -m harness.bench multiseed` measures how far that
+    holds on your hardware)."""
+    k = plan.seeds_per_process
+    packing = f", {k} seeds per process" if k > 1 else ""
     if plan.backend == "slurm":
-        per_job = int(plan.profile.get("runs_per_job", 1) or 1)
+        per_job = runs_in_job(plan)
         gpus = int(plan.profile.get("gpus_per_job") or 0)
         job_hours = run_hours / per_job
         if gpus > 0:
             return (f"~{job_hours * gpus:,.1f} GPU-hours with {per_job} run(s) per job of "
-                    f"{gpus} GPU(s)")
-        return f"~{job_hours:,.1f} CPU job-hours with {per_job} run(s) per job"
+                    f"{gpus} GPU(s){packing}")
+        return f"~{job_hours:,.1f} CPU job-hours with {per_job} run(s) per job{packing}"
     workers = max(1, int(plan.workers or 1))
-    wall = run_hours / min(workers, max(1, len(plan.selected())))
+    wall = run_hours / min(workers * k, max(1, len(plan.selected())))
     where = "sharing the local GPU" if _local_is_gpu(plan) else "on the local CPUs"
-    return f"~{wall:,.1f} h wall-clock with {workers} worker(s) {where}"
+    return f"~{wall:,.1f} h wall-clock with {workers} worker process(es){packing} {where}"
+
+
+def runs_in_job(plan: Plan) -> int:
+    """Runs per SLURM job: whole processes of `seeds_per_process` seeds."""
+    return plan.processes_per_job * plan.seeds_per_process
 
 
 def listing(plan: Plan) -> str:
@@ -180,6 +197,15 @@ def progress_lines(runs: list[PlannedRun], active: list[PlannedRun], codes: coll
     return lines
 
 
+def _run_label(r: PlannedRun, returncode: int) -> str:
+    """One run's outcome from its process's exit status (a process of several seeds exits 1
+    when any failed: each run's own status says which)."""
+    if returncode == 1 and r.store.status().completed:
+        return "completed"
+    return {0: "completed", 1: "failed", 3: "stopped", 4: "held elsewhere"}.get(
+        returncode, f"crashed (exit {returncode})")
+
+
 def worker_env(base, workers: int) -> dict:
     """The environment of the local worker processes: `base`, and with several workers
     XLA_PYTHON_CLIENT_PREALLOCATE=false unless set (several JAX processes on one GPU: by
@@ -191,11 +217,12 @@ def worker_env(base, workers: int) -> dict:
 
 
 def run_local(plan: Plan, echo) -> int:
-    """Run the selected runs in `plan.workers` worker processes; every 10 s an overall progress
-    line with an ETA and one line per running run."""
-    todo = list(plan.selected())
-    runs = list(todo)
-    active: dict[subprocess.Popen, PlannedRun] = {}
+    """Run the selected runs in `plan.workers` worker processes (each holding up to
+    `seeds_per_process` seeds); every 10 s an overall progress line with an ETA and one line
+    per running run."""
+    todo = plan.processes()
+    runs = [r for group in todo for r in group]
+    active: dict[subprocess.Popen, list[PlannedRun]] = {}
     codes: collections.Counter = collections.Counter()
     env = worker_env(os.environ, plan.workers)
     last_print = 0.0
@@ -204,27 +231,29 @@ def run_local(plan: Plan, echo) -> int:
     spf = seconds_per_frame(plan).get(())
     while todo or active:
         while todo and len(active) < plan.workers:
-            r = todo.pop(0)
-            r.store.path.mkdir(parents=True, exist_ok=True)
-            log = open(r.store.path / "worker.log", "a")
-            p = subprocess.Popen([sys.executable, "-m", "harness.run", *r.args()], stdout=log, stderr=subprocess.STDOUT,
-                                 env=env)
+            group = todo.pop(0)
+            for r in group:
+                r.store.path.mkdir(parents=True, exist_ok=True)
+            # one log per process, in its first run's directory
+            log = open(group[0].store.path / "worker.log", "a")
+            p = subprocess.Popen([sys.executable, "-m", "harness.run", *process_args(group)],
+                                 stdout=log, stderr=subprocess.STDOUT, env=env)
             log.close()
-            active[p] = r
+            active[p] = group
         time.sleep(0.5)
         for p in [p for p in active if p.poll() is not None]:
-            r = active.pop(p)
-            label = {0: "completed", 1: "failed", 3: "stopped", 4: "held elsewhere"}.get(
-                p.returncode, f"crashed (exit {p.returncode})")
-            codes[label] += 1
-            if p.returncode not in (0, 4):
-                reason = r.store.status().reason
-                echo(f"{r.task.name} seed {r.run_cfg.seed} {r.point}: {label}"
-                     f"{': ' + reason if reason else ''}")
+            for r in active.pop(p):
+                label = _run_label(r, p.returncode)
+                codes[label] += 1
+                if label not in ("completed", "held elsewhere"):
+                    reason = r.store.status().reason
+                    echo(f"{r.task.name} seed {r.run_cfg.seed} {r.point}: {label}"
+                         f"{': ' + reason if reason else ''}")
         now = time.time()
         if now - last_print > 10 or (not todo and not active):
-            for line in progress_lines(runs, list(active.values()), codes, now - t0,
-                                       start_frames, spf, plan.workers):
+            for line in progress_lines(runs, [r for g in active.values() for r in g], codes,
+                                       now - t0, start_frames, spf,
+                                       plan.workers * plan.seeds_per_process):
                 echo(line)
             last_print = now
     return 0 if set(codes) <= {"completed", "held elsewhere"} else 1

@@ -8,11 +8,25 @@ time), so the learner holds no host statistics of its own.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import numpy as np
 
 from harness.replay import ReplayBuffer
 from suites import derive_seed
+
+
+@functools.lru_cache(maxsize=None)
+def policies(algo):
+    """(act, eval_act) jitted once per agent module (every Learner of a process shares the
+    compiled functions): act(agent, obs (1, O), key, step) -> (1, A) with the key folded by
+    the step; eval_act(agent, obs (n, O)) -> deterministic (n, A)."""
+    act = jax.jit(lambda agent, obs, key, step: algo.act(
+        agent, obs, jax.random.fold_in(key, step)))
+    eval_act = jax.jit(lambda agent, obs: algo.act(
+        agent, obs, jax.random.PRNGKey(0), deterministic=True))
+    return act, eval_act
 
 
 class RunFailed(RuntimeError):
@@ -35,10 +49,7 @@ class Learner:
         self.updates_due = 0.0
         self.pending: list[dict] = []      # device metric dicts since the last log row
         self.stability: dict[str, float] = {}
-        self._act = jax.jit(lambda agent, obs, key, step: algo.act(
-            agent, obs, jax.random.fold_in(key, step)))
-        self._eval_act = jax.jit(lambda agent, obs: algo.act(
-            agent, obs, jax.random.PRNGKey(0), deterministic=True))
+        self._act, self._eval_act = policies(algo)
 
     # -- acting -----------------------------------------------------------------------------
     @property
@@ -57,16 +68,35 @@ class Learner:
     # -- learning ---------------------------------------------------------------------------
     def observe(self, transition: tuple, normalise, frames: int) -> None:
         """Store a transition; then run the updates that became due, in blocks of k."""
-        self.replay.add(*transition[:5], episode_end=transition[5])
-        if self.replay.size >= max(self.warmup_steps, 1):
-            self.updates_due += self.updates_per_step
-            while self.updates_due >= self.k - 1e-9:
+        if self.store_transition(transition):
+            while self.update_due:
                 self.update(normalise, frames)
 
     def update(self, normalise, frames: int) -> None:
+        self.agent, metrics = self.algo.update(self.agent, self.next_block(normalise))
+        self.record_update(metrics, frames)
+
+    def next_block(self, normalise) -> dict:
+        """The next (k, batch, ...) block: uniform slots from this run's replay RNG,
+        normalised with the current statistics."""
         idx = self.replay.sample_indices(self.replay_rng, self.k, self.batch)
-        block = normalise(self.replay.gather(idx))
-        self.agent, metrics = self.algo.update(self.agent, block)
+        return normalise(self.replay.gather(idx))
+
+    @property
+    def update_due(self) -> bool:
+        return self.updates_due >= self.k - 1e-9
+
+    def store_transition(self, transition: tuple) -> bool:
+        """Add a transition; True when updates may run (the buffer is past warm-up), which
+        also accrues this step's updates."""
+        self.replay.add(*transition[:5], episode_end=transition[5])
+        if self.replay.size >= max(self.warmup_steps, 1):
+            self.updates_due += self.updates_per_step
+            return True
+        return False
+
+    def record_update(self, metrics: dict, frames: int) -> None:
+        """Book one block's metrics (a device dict); RunFailed when a loss was not finite."""
         self.updates += self.k
         self.updates_due -= self.k
         self.pending.append(metrics)

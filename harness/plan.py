@@ -32,14 +32,15 @@ PROFILE_KEYS = {"partition": str, "gpus_per_job": int, "cpus_per_task": int, "me
                 "time_min": int, "account": str, "qos": str, "array_parallelism": int,
                 "runs_per_job": int, "max_array_size": int}
 LAUNCH_KEYS = {"suite", "task", "agent", "seeds", "backend", "workers", "dry_run", "only",
-               "profile", *PROFILE_KEYS}
+               "profile", "seeds_per_process", *PROFILE_KEYS}
 PROFILE_DIR = Path(__file__).resolve().parents[1] / "slurm" / "profiles"
 MAX_RUNS = 10_000  # runs in one launch (tasks x seeds x agents x sweep points); split bigger ones
 # valid values of the numeric launch keys: the same `Valid` the run and agent settings declare
 LAUNCH_VALID = {"workers": Valid(low=1, high=1024), "gpus_per_job": Valid(low=0),
                 "cpus_per_task": Valid(low=1), "mem_gb": Valid(low=0, low_inclusive=False),
                 "time_min": Valid(low=1), "array_parallelism": Valid(low=1),
-                "runs_per_job": Valid(low=1), "max_array_size": Valid(low=1)}
+                "runs_per_job": Valid(low=1), "max_array_size": Valid(low=1),
+                "seeds_per_process": Valid(low=1, high=64)}
 
 
 def check_launch_value(key: str, value):
@@ -88,12 +89,38 @@ class Plan:
     only: str
     profile: dict = field(default_factory=dict)
     sweep_keys: list[str] = field(default_factory=list)
+    seeds_per_process: int = 1    # K: seeds of one (agent, task, config) per process
 
     def selected(self) -> list[PlannedRun]:
         """Runs this launch will start: not completed, not held elsewhere, per `only=`."""
         keep = {"all": ("new", "resume", "failed"), "unfinished": ("new", "resume"),
                 "failed": ("failed",)}[self.only]
         return [r for r in self.runs if r.state in keep]
+
+    def processes(self) -> list[list[PlannedRun]]:
+        """The selected runs packed into processes: up to `seeds_per_process` seeds of the
+        same (agent, task, sweep point, config) each, in plan order."""
+        groups: dict[tuple, list[PlannedRun]] = {}
+        for r in self.selected():
+            key = (r.point, r.task.name, repr(replace(r.run_cfg, seed=0)), repr(r.agent_cfg))
+            groups.setdefault(key, []).append(r)
+        k = self.seeds_per_process
+        return [g[i:i + k] for g in groups.values() for i in range(0, len(g), k)]
+
+    @property
+    def processes_per_job(self) -> int:
+        """SLURM: `runs_per_job` runs per job, rounded down to whole processes (at least 1)."""
+        return max(1, int(self.profile.get("runs_per_job", 1) or 1) // self.seeds_per_process)
+
+
+def process_args(group: list[PlannedRun], progress: str = "none") -> list[str]:
+    """`python -m harness.run` arguments of one process: `seed=` for one run, `seeds=` for
+    several (harness/multirun.py)."""
+    args = group[0].args(progress)
+    if len(group) == 1:
+        return args
+    return [a for a in args if not a.startswith("seed=")] + [
+        "seeds=" + ",".join(str(r.run_cfg.seed) for r in group)]
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -244,7 +271,10 @@ def build_plan(given: dict[str, str]) -> Plan:
                     rc = replace(base_run, task=task.name, seed=seed, exp=exp)
                     runs.append(PlannedRun(rc, agent_cfg, point, task,
                                            run_id(agent_cfg, rc, task.name)))
-    plan = Plan(runs, backend, workers, dry_run, only, profile, sweep_keys)
+    k = check_launch_value("seeds_per_process",
+                           parse_value("seeds_per_process", given.get("seeds_per_process", "1"),
+                                       int))
+    plan = Plan(runs, backend, workers, dry_run, only, profile, sweep_keys, k)
     refresh_states(plan)
     return plan
 
@@ -264,7 +294,7 @@ def run_state(store: RunDir, rid: str) -> tuple[str, str | None, int]:
         return "failed", st.reason, done
     if state == "running" and _held(store):
         return "running", None, done
-    return ("resume" if done > 0 or (store.path / "checkpoints").exists() else "new",
+    return ("resume" if done > 0 or store.checkpoint_dir.exists() else "new",
             st.get("reason"), done)
 
 

@@ -54,14 +54,15 @@ class Recorder:
         return row
 
     # -- checkpoints ----------------------------------------------------------------------------
-    def load(self) -> tuple | None:
-        """(frames, arrays, meta, path) of the newest usable checkpoint, or None. When every
-        checkpoint is unusable they are moved aside and the run starts from scratch."""
+    def load(self, max_frames: int | None = None) -> tuple | None:
+        """(frames, arrays, meta, path) of the newest usable checkpoint (at most `max_frames`),
+        or None. When every checkpoint is unusable they are moved aside and the run starts
+        from scratch."""
         store = self.store
         if store is None or not checkpoint.exists(store.checkpoint_dir):
             return None
         try:
-            return checkpoint.load_latest(store.checkpoint_dir)
+            return checkpoint.load_latest(store.checkpoint_dir, max_frames)
         except checkpoint.NoCheckpoint as e:
             aside = checkpoint.set_aside(store.checkpoint_dir)
             note = f"{e}; starting from scratch (the unusable checkpoints were moved to {aside.name})"

@@ -10,7 +10,10 @@ setting is checked against its declared range (listed below) and root= must be a
 directory (or creatable) before anything starts or is written.
 
 Runs one run in the foreground: starts it, resumes it from its checkpoint, or says it is
-already completed. Bad keys or values are rejected before anything starts (exit status 2).
+already completed. `seeds=0-3` (a range, a list `0,3,7`, instead of seed=) runs those seeds of
+the same config in one process, acting and updating them as one batch (harness/multirun.py):
+each is an ordinary run with its own directory; `batching=auto|map|vmap` chooses how (auto:
+map, bit-exact with single-seed runs, on CPU; vmap on accelerators). Bad keys or values are rejected before anything starts (exit status 2).
 Exit status: 0 completed, 1 failed (reason in status.json), 3 stopped by a signal after
 writing a checkpoint (run the same command again to continue), 4 the run is held by another
 process (it is already running elsewhere; nothing was done).
@@ -39,6 +42,19 @@ def main(argv: list[str]) -> int:
         return 0
     try:
         given = split_kv(argv)
+        seeds, batching = None, given.pop("batching", "auto")
+        if "seeds" in given:
+            from harness.multirun import BATCHING
+            from harness.plan import parse_seeds
+
+            if "seed" in given:
+                raise UsageError("give seed= (one run) or seeds= (several in one process), "
+                                 "not both")
+            seeds = parse_seeds(given.pop("seeds"))
+            if batching not in BATCHING:
+                raise UsageError(f"bad value {batching!r} for batching; valid: "
+                                 f"{', '.join(BATCHING)}")
+            given["seed"] = str(seeds[0])
         run_cfg, agent_cfg = build(given)
         if "task" not in given:
             raise UsageError("task= is required (e.g. task=cartpole-balance; "
@@ -56,9 +72,17 @@ def main(argv: list[str]) -> int:
     configure()
     from harness.store import RunDir, RunLocked
 
-    store = RunDir(run_cfg.root, run_cfg.exp, run_cfg.task, run_cfg.seed)
+    from dataclasses import replace
+
+    from harness.multirun import MultiRun
+
+    runs = [Run(c, agent_cfg, store=RunDir(c.root, c.exp, c.task, c.seed))
+            for c in (replace(run_cfg, seed=s) for s in (seeds or [run_cfg.seed]))]
     try:
-        result = Run(run_cfg, agent_cfg, store=store).run()
+        if seeds is None:
+            results = {run_cfg.seed: runs[0].run()}
+        else:  # several seeds in one process: exit 1 when any of them failed
+            results = MultiRun(runs, batching).run()
     except RunFailed as e:
         print(f"error: run failed: {e}", file=sys.stderr)
         return 1
@@ -69,8 +93,9 @@ def main(argv: list[str]) -> int:
         print(f"stopped by {e}; checkpoint written, run the same command to continue",
               file=sys.stderr)
         return 3
-    print(f"{store.path}: {result}")
-    return 0
+    for r in runs:
+        print(f"{r.store.path}: {results.get(r.cfg.seed, 'failed (see its status.json)')}")
+    return 0 if len(results) == len(runs) else 1
 
 
 if __name__ == "__main__":

@@ -85,6 +85,32 @@ def resolve(run_cfg: RunConfig, agent_cfg) -> dict:
                         "eval_every": run_cfg.eval_every or 50_000 * task.action_repeat}}
 
 
+class Schedule:
+    """When, after an agent step that reached frame f, to measure stability metrics,
+    evaluate, write a log row and checkpoint. `every`: name -> period in env frames (0/None:
+    never); each fires when f reaches its next multiple, then moves past f."""
+
+    def __init__(self, frames: int, every: dict[str, int]):
+        self.every = every
+        self.next = {k: (frames // v + 1) * v if v else None for k, v in every.items()}
+
+    def due(self, name: str, f: int) -> bool:
+        n = self.next[name]
+        if n is None or f < n:
+            return False
+        while self.next[name] <= f:
+            self.next[name] += self.every[name]
+        return True
+
+    def flags(self, f: int, done: bool) -> dict[str, bool]:
+        """Evaluation and a log row also at the budget; stability values get their own row;
+        no periodic checkpoint at the budget (the run finishes instead)."""
+        metrics = self.due("metrics", f)
+        return {"metrics": metrics, "eval": self.due("eval", f) or done,
+                "log": self.due("log", f) or done or metrics,
+                "checkpoint": self.due("checkpoint", f) and not done}
+
+
 class Run:
     def __init__(self, run_cfg: RunConfig, agent_cfg, store: RunDir | None = None,
                  echo=None):
@@ -241,20 +267,22 @@ class Run:
             if store is not None:
                 store.release()
 
-    def _run(self) -> dict:
-        store = self.store
-        self._fresh()
-        resumed = False
-        if store is not None:
+    def prepare_store(self) -> None:
+        """config.json (with the agent's scale facts) before anything else is written."""
+        if self.store is not None:
             if "scale" not in self.record:
                 self.record["scale"] = contract.scale_facts(self.algo, self.agent_cfg, self.spec)
-            store.write_config(self.record)
-            loaded = self.recorder.load()
+            self.store.write_config(self.record)
+
+    def start(self, loaded) -> bool:
+        """Continue from `loaded` (a checkpoint from Recorder.load) or from scratch; results
+        are truncated to match and the status says running. True when resumed."""
+        store = self.store
+        if store is not None:
             if loaded is not None:
                 frames, arrays, meta, path = loaded
                 self._restore(arrays, meta)
                 store.truncate_results(frames)
-                resumed = True
                 self.echo(f"{store.path}: resumed from {path.name} (frame {frames})")
                 store.log(f"resumed from {path.name}")
             else:
@@ -264,54 +292,62 @@ class Run:
                              device=jax.devices()[0].device_kind, host=os.uname().nodename,
                              job_id=_slurm_job_id(),
                              attempts=store.status().attempts + 1)
-        self._since = time.perf_counter()
-        if store is not None:  # kept in memory: each log row rewrites the file, never re-reads it
+            # kept in memory: each log row rewrites the file, never re-reads it
             self.recorder.metrics_rows = store.metrics()
-        progress = Progress(self.cfg.progress, self.cfg.frames, self.echo,
-                            label=f"{self.task.name} seed {self.cfg.seed}", start=self.frames,
-                            log=store.log if store is not None else None)
+        self._since = time.perf_counter()
+        return loaded is not None
+
+    def make_progress(self) -> Progress:
+        return Progress(self.cfg.progress, self.cfg.frames, self.echo,
+                        label=f"{self.task.name} seed {self.cfg.seed}", start=self.frames,
+                        log=self.store.log if self.store is not None else None)
+
+    def _run(self) -> dict:
+        self._fresh()
+        self.prepare_store()
+        resumed = self.start(self.recorder.load())
+        progress = self.make_progress()
         if not resumed:
             self._evaluate()
-        next_log = (self.frames // self.cfg.log_every + 1) * self.cfg.log_every
-        next_eval = (self.frames // self.eval_every + 1) * self.eval_every
-        ck = self.cfg.checkpoint_every
-        next_ckpt = (self.frames // ck + 1) * ck if ck else None
-        next_metrics = ((self.frames // self.metrics_every + 1) * self.metrics_every
-                        if self.metrics_every else None)
+        schedule = self.schedule()
         while self.steps < self.total_steps:
             self._agent_step()
-            f = self.frames
             done = self.steps >= self.total_steps
-            stability_now = next_metrics is not None and f >= next_metrics
-            if stability_now:
-                self.learner.measure_stability(self.worker.normalise)
-                while next_metrics <= f:
-                    next_metrics += self.metrics_every
-            if f >= next_eval or done:
-                self._evaluate()
-                while next_eval <= f:
-                    next_eval += self.eval_every
-            if f >= next_log or done or stability_now:  # stability values get their own row
-                progress.update(f, self._log_row())
-                while next_log <= f:
-                    next_log += self.cfg.log_every
+            flags = schedule.flags(self.frames, done)
+            self._after_step(flags, progress)
             if self._stop is not None and not done:
+                self._stopped(signal.Signals(self._stop).name)
+                raise Preempted(signal.Signals(self._stop).name)
+            if flags["checkpoint"]:
                 self._checkpoint()
-                name = signal.Signals(self._stop).name
-                if store is not None:
-                    store.set_status("pending", f"stopped by {name} at frame {f}; "
-                                     "resumes from its checkpoint", frames_done=f)
-                    store.log(f"stopped by {name} at frame {f}")
-                raise Preempted(name)
-            if next_ckpt is not None and f >= next_ckpt and not done:
-                self._checkpoint()
-                while next_ckpt <= f:
-                    next_ckpt += ck
         progress.close()
         self.wall, self._since = self.elapsed, time.perf_counter()
-        if store is not None:
+        if self.store is not None:
             self._finish()
         return self.last_eval
+
+    def schedule(self) -> "Schedule":
+        return Schedule(self.frames, {"metrics": self.metrics_every, "eval": self.eval_every,
+                                      "log": self.cfg.log_every,
+                                      "checkpoint": self.cfg.checkpoint_every})
+
+    def _after_step(self, flags: dict, progress) -> None:
+        """This run's work at the end of a step: stability metrics, evaluation, a log row."""
+        if flags["metrics"]:
+            self.learner.measure_stability(self.worker.normalise)
+        if flags["eval"]:
+            self._evaluate()
+        if flags["log"]:
+            progress.update(self.frames, self._log_row())
+
+    def _stopped(self, name: str) -> None:
+        """A stop signal: checkpoint, and the status says the run continues from it."""
+        self._checkpoint()
+        f = self.frames
+        if self.store is not None:
+            self.store.set_status("pending", f"stopped by {name} at frame {f}; "
+                                  "resumes from its checkpoint", frames_done=f)
+            self.store.log(f"stopped by {name} at frame {f}")
 
     def _finish(self) -> None:
         arrays, meta = self._state()

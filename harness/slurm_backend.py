@@ -20,7 +20,7 @@ from pathlib import Path
 
 import submitit
 
-from harness.plan import Plan
+from harness.plan import Plan, PlannedRun, process_args
 from harness.store import atomic_write_json
 
 CHILD_STOP_TIMEOUT_S = 120
@@ -105,18 +105,27 @@ def executor_for(plan: Plan) -> submitit.AutoExecutor:
     return ex
 
 
+def job_chunks(plan: Plan) -> list[list[list[PlannedRun]]]:
+    """The selected runs as jobs of processes: each process holds up to seeds_per_process
+    seeds of one config, each job runs_per_job runs rounded to whole processes."""
+    procs, per_job = plan.processes(), plan.processes_per_job
+    return [procs[i:i + per_job] for i in range(0, len(procs), per_job)]
+
+
 def submit(plan: Plan, echo) -> list:
-    runs = plan.selected()
-    per_job = int(plan.profile.get("runs_per_job", 1))
-    chunks = [runs[i:i + per_job] for i in range(0, len(runs), per_job)]
+    jobs_procs = job_chunks(plan)
+    chunks = [[r for group in job for r in group] for job in jobs_procs]
+    per_job = max(len(c) for c in chunks) if chunks else 0
     ex = executor_for(plan)
     # SLURM caps array sizes (MaxArraySize, 1001 by default): one array per slice of jobs
     cap = int(plan.profile.get("max_array_size") or 1000)
     jobs = []
     for start in range(0, len(chunks), cap):
         with ex.batch():
-            jobs += [ex.submit(RunJob([(str(r.store.path), r.args(progress="lines"))
-                                       for r in chunk])) for chunk in chunks[start:start + cap]]
+            jobs += [ex.submit(RunJob([(str(group[0].store.path),
+                                        process_args(group, progress="lines"))
+                                       for group in job]))
+                     for job in jobs_procs[start:start + cap]]
     # job ids go to their own file: the job may already be running and own status.json
     for job, chunk in zip(jobs, chunks):
         for r in chunk:

@@ -195,6 +195,32 @@ def test_a_preempted_job_resumes_from_its_checkpoint_exactly(tmp_path, uninterru
 
 @pytest.mark.slurm
 @slurm
+def test_a_requeued_job_of_packed_seeds_resumes_every_seed_exactly(tmp_path, uninterrupted):
+    """Two seeds in one process on the real cluster: `scontrol requeue` stops both with a
+    checkpoint at the same frame, and both finish with their uninterrupted results."""
+    launch(f"root={tmp_path}", "exp=pk", "seeds=2", "seeds_per_process=2", "backend=slurm",
+           "partition=cpu", *PREEMPT)
+    base = tmp_path / "pk" / "cartpole-balance"
+    d = base / "seed_0"
+    end = time.time() + 300
+    while not ((d / "eval.csv").exists() and len((d / "eval.csv").read_text().splitlines()) >= 3):
+        assert time.time() < end, "the job did not start"
+        time.sleep(0.3)
+    job = json.loads((d / "job.json").read_text())["job_id"]
+    assert json.loads((base / "seed_1" / "job.json").read_text())["job_id"] == job
+    subprocess.run(["scontrol", "requeue", job], check=True)
+    runs = _wait(tmp_path, "pk", 2)
+    assert {r["state"] for r in runs} == {"completed"}
+    for s in (0, 1):
+        st = json.loads((base / f"seed_{s}" / "status.json").read_text())
+        assert st["attempts"] == 2 and "resumed from ckpt_" in (
+            base / f"seed_{s}" / "run.log").read_text()
+    ours = pd.read_csv(d / "eval.csv").drop(columns="exp_name")
+    pd.testing.assert_frame_equal(ours, uninterrupted.drop(columns="exp_name"), check_exact=True)
+
+
+@pytest.mark.slurm
+@slurm
 def test_a_failing_slurm_run_is_reported_failed_with_its_reason(tmp_path):
     launch(f"root={tmp_path}", "exp=bad", "task=cartpole-balance", "seeds=1", "backend=slurm",
            "partition=cpu", "lr_init=1e38", "lr_end=1e38", *TINY)
@@ -213,3 +239,39 @@ def test_local_workers_share_a_gpu_without_preallocation():
     assert worker_env({"XLA_PYTHON_CLIENT_PREALLOCATE": "true"}, 8)[
         "XLA_PYTHON_CLIENT_PREALLOCATE"] == "true"
     assert "XLA_PYTHON_CLIENT_PREALLOCATE" not in worker_env({}, 1)
+
+
+def test_local_backend_packs_seeds_into_processes(tmp_path):
+    args = [f"root={tmp_path}", "exp=pk", "task=cartpole-balance", "seeds=3",
+            "seeds_per_process=2", "workers=1", *TINY]
+    p = launch(*args)
+    assert "2 seeds per process" in p.stdout
+    runs = status(tmp_path, "pk")
+    assert len(runs) == 3 and {r["state"] for r in runs} == {"completed"}
+    base = tmp_path / "pk" / "cartpole-balance"
+    # one process per (up to) two seeds: its log sits in its first run's directory
+    assert [(base / f"seed_{s}" / "worker.log").exists() for s in range(3)] == [True, False, True]
+    assert "nothing to run" in launch(*args).stdout
+
+
+def test_packing_keeps_configs_apart_and_fills_jobs_with_whole_processes(tmp_path):
+    from harness.plan import build_plan, process_args
+    from harness.slurm_backend import job_chunks
+
+    plan = build_plan({"root": str(tmp_path), "task": "cartpole-balance", "seeds": "0-2",
+                       "critic.width": "16,32", "seeds_per_process": "2", "backend": "slurm",
+                       "partition": "cpu", "runs_per_job": "5", "dry_run": "true"})
+    procs = plan.processes()
+    assert [[(r.point, r.run_cfg.seed) for r in g] for g in procs] == [
+        [("critic.width=16", 0), ("critic.width=16", 1)], [("critic.width=16", 2)],
+        [("critic.width=32", 0), ("critic.width=32", 1)], [("critic.width=32", 2)]]
+    assert "seeds=0,1" in process_args(procs[0]) and not any(
+        a.startswith("seed=") for a in process_args(procs[0]))
+    assert "seed=2" in process_args(procs[1])
+    # 5 runs per job -> 2 whole processes of 2 seeds
+    assert plan.processes_per_job == 2
+    assert [len(j) for j in job_chunks(plan)] == [2, 2]
+    p = launch(f"root={tmp_path}", "task=cartpole-balance", "seeds=2", "seeds_per_process=0",
+               check=False)
+    assert p.returncode == 2 and "seeds_per_process" in p.stderr
+

@@ -134,13 +134,13 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(reference, t
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     ckpts = sorted((d / "checkpoints").glob("ckpt_*"))
-    assert len(ckpts) == 2
+    assert len(ckpts) >= 2  # 3 when the kill landed between a save and the old one's removal
     victim = sorted((ckpts[-1] / "arrays").glob("agent*"))[0]
     data = bytearray(victim.read_bytes())
     data[-8:] = b"\x00\xff" * 4
     victim.write_bytes(bytes(data))
     p = _run(tmp_path)
-    assert "unusable" in p.stderr and f"resumed from {ckpts[0].name}" in p.stderr
+    assert "unusable" in p.stderr and f"resumed from {ckpts[-2].name}" in p.stderr
     assert (d / "eval.csv").read_bytes() == (_dir(reference) / "eval.csv").read_bytes()
 
 
@@ -161,7 +161,7 @@ def test_replay_is_saved_as_append_only_segments(reference, tmp_path):
     ckpts = sorted((d / "checkpoints").glob("ckpt_*"))
     metas = [json.loads((c / "meta.json").read_text()) for c in ckpts]
     newest = metas[-1]["segments"]
-    assert [r["name"] for r in metas[0]["segments"]] == [r["name"] for r in newest[:-1]]
+    assert [r["name"] for r in metas[-2]["segments"]] == [r["name"] for r in newest[:-1]]
     steps = [r["t"] for r in newest]
     assert steps[0][0] == 0 and all(a[1] == b[0] for a, b in zip(steps, steps[1:]))
     assert steps[-1][1] == metas[-1]["meta"]["replay"]["added"]
@@ -173,7 +173,7 @@ def test_replay_is_saved_as_append_only_segments(reference, tmp_path):
     victim.write_bytes(bytes(data))
     p = _run(tmp_path)
     assert "checksum mismatch in segment" in p.stderr
-    assert f"resumed from {ckpts[0].name}" in p.stderr
+    assert f"resumed from {ckpts[-2].name}" in p.stderr
     assert (d / "eval.csv").read_bytes() == (_dir(reference) / "eval.csv").read_bytes()
 
 
