@@ -130,7 +130,7 @@ def _cost(plan: Plan, run_hours: float) -> str:
     workers = max(1, int(plan.workers or 1))
     wall = run_hours / min(workers * k, max(1, len(plan.selected())))
     where = "sharing the local GPU" if _local_is_gpu(plan) else "on the local CPUs"
-    return f"~{wall:,.1f} h wall-clock with {workers} worker process(es){packing} {where}"
+    return f"~{wall:,.1f} h wall-clock with {workers} worker(s){packing} {where}"
 
 
 def runs_in_job(plan: Plan) -> int:
