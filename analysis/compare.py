@@ -42,7 +42,6 @@ Exit status: 0 when it ran (whatever the verdicts), 2 on bad input (nothing is w
 from __future__ import annotations
 
 import io
-import shlex
 import sys
 import time
 import warnings
@@ -52,7 +51,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.cli import UsageError, check_choice, check_keys, check_output_dir, fail, split_kv
+from harness.cli import UsageError, check_choice, check_keys, check_output_dir, split_kv
 
 KEYS = ("results", "reference", "method", "reference_method", "frames", "tasks", "out", "reps",
         "seed")
@@ -799,18 +798,13 @@ def run(opts: Options, command: str = "", draw: bool = True) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    from analysis.load import LoadError
+    from analysis.load import run_command
 
-    if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
+    done = run_command("analysis.compare", __doc__, sys.argv[1:] if argv is None else argv,
+                       parse_args, run)
+    if done is None:
         return 0
-    command = "python -m analysis.compare " + " ".join(shlex.quote(a) for a in argv)
-    try:
-        opts = parse_args(argv)
-        result = run(opts, command)
-    except (UsageError, LoadError) as e:
-        fail(str(e))
+    result = done[1]
     cmp = result["comparison"]
     for n in cmp.notes + result["notes"]:
         print(f"note: {n}", file=sys.stderr)

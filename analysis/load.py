@@ -43,6 +43,25 @@ class LoadError(ValueError):
     """Unreadable or malformed input; the message names the file and what is wrong."""
 
 
+def run_command(module: str, doc: str, argv: list[str], parse_args, run):
+    """The analysis commands' entry: `--help` prints `doc` and returns None; otherwise
+    `run(parse_args(argv), command line)`, where bad input (UsageError, LoadError) is one
+    `error:` line and exit status 2. Returns (options, result)."""
+    import shlex
+
+    from harness.cli import UsageError, fail
+
+    if any(a in ("-h", "--help") for a in argv):
+        print(doc)
+        return None
+    command = f"python -m {module} " + " ".join(shlex.quote(a) for a in argv)
+    try:
+        opts = parse_args(argv)
+        return opts, run(opts, command)
+    except (UsageError, LoadError) as e:
+        fail(str(e))
+
+
 @dataclass
 class Results:
     evals: pd.DataFrame

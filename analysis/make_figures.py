@@ -23,7 +23,6 @@ and report.md into out/. Options (key=value):
 
 from __future__ import annotations
 
-import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.cli import UsageError, check_choice, check_keys, check_output_dir, fail, split_kv
+from harness.cli import UsageError, check_choice, check_keys, check_output_dir, split_kv
 from harness.config import parse_int
 
 KEYS = ("results", "out", "frames", "frames_tol", "label", "methods", "reference", "seed",
@@ -420,18 +419,13 @@ def _dynamics_figure(domain, runs, methods, colors, fig_dir, frames,
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    from analysis.load import LoadError
+    from analysis.load import run_command
 
-    if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
+    done = run_command("analysis.make_figures", __doc__, sys.argv[1:] if argv is None else argv,
+                       parse_args, run)
+    if done is None:
         return 0
-    command = "python -m analysis.make_figures " + " ".join(shlex.quote(a) for a in argv)
-    try:
-        opts = parse_args(argv)
-        result = run(opts, command)
-    except (UsageError, LoadError) as e:
-        fail(str(e))
+    opts, result = done
     sc = result["scored"]
     if len(sc.incomplete):
         per = sc.incomplete.groupby("method", sort=False).size()

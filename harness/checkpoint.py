@@ -20,6 +20,7 @@ import shutil
 import warnings
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from harness.store import atomic_write_json
@@ -155,6 +156,19 @@ def load_latest(directory: Path, max_frames: int | None = None
             warnings.warn(f"checkpoint {path} is unusable ({type(e).__name__}: {e}); "
                           "falling back to the previous one", stacklevel=2)
     raise NoCheckpoint(f"no usable checkpoint in {directory}")
+
+
+def flatten(prefix: str, tree) -> dict[str, np.ndarray]:
+    """A pytree's leaves as checkpoint arrays named `<prefix>/<key path>`."""
+    return {f"{prefix}/{jax.tree_util.keystr(k)}": np.asarray(v)
+            for k, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def unflatten(prefix: str, template, arrays: dict[str, np.ndarray], convert=lambda x: x):
+    """The inverse of `flatten`: `template`'s structure, leaves read from `arrays`."""
+    paths, treedef = jax.tree_util.tree_flatten_with_path(template)
+    return jax.tree_util.tree_unflatten(treedef, [
+        convert(arrays[f"{prefix}/{jax.tree_util.keystr(p)}"]) for p, _ in paths])
 
 
 def segment_arrays(arrays: dict[str, np.ndarray], record: dict) -> dict[str, np.ndarray]:

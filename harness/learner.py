@@ -13,6 +13,7 @@ import functools
 import jax
 import numpy as np
 
+from harness.checkpoint import flatten, unflatten
 from harness.replay import ReplayBuffer
 from suites import derive_seed
 
@@ -131,8 +132,7 @@ class Learner:
     # -- state ------------------------------------------------------------------------------
     def state(self, arrays: dict, meta: dict) -> None:
         """Add the learner's state (not the replay data: it goes into segments)."""
-        for path, v in jax.tree_util.tree_flatten_with_path(self.agent)[0]:
-            arrays[f"agent/{jax.tree_util.keystr(path)}"] = np.asarray(v)
+        arrays.update(flatten("agent", self.agent))
         meta.update({"updates": self.updates, "updates_due": self.updates_due,
                      "replay": self.replay.state_meta(), "pending": self.reduce_pending(),
                      "pending_count": len(self.pending)})
@@ -140,9 +140,7 @@ class Learner:
                                            for n in ("replay_rng", "metrics_rng")})
 
     def restore(self, arrays: dict, meta: dict, segment_arrays) -> None:
-        leaves, treedef = jax.tree_util.tree_flatten_with_path(self.agent)
-        self.agent = jax.tree_util.tree_unflatten(treedef, [
-            jax.numpy.asarray(arrays[f"agent/{jax.tree_util.keystr(p)}"]) for p, _ in leaves])
+        self.agent = unflatten("agent", self.agent, arrays, jax.numpy.asarray)
         if "segments" in meta["replay"]:
             self.replay.load(meta["replay"], segment_arrays)
         else:  # a checkpoint from before append-only segments: the whole buffer in it

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import signal
+from dataclasses import replace
 import time
 import traceback
 
@@ -68,8 +69,8 @@ class MultiRun:
             raise ValueError("no runs")
         first = runs[0]
         for r in runs[1:]:
-            if (r.cfg.task, r.cfg.agent, r.cfg.frames) != (first.cfg.task, first.cfg.agent,
-                                                           first.cfg.frames) or \
+            # lockstep needs one schedule: everything but the seed the same
+            if replace(r.cfg, seed=0) != replace(first.cfg, seed=0) or \
                     r.agent_cfg != first.agent_cfg:
                 raise ValueError("seeds_per_process packs seeds of one (agent, task, config) "
                                  f"only; {r.cfg.seed} differs from {first.cfg.seed}")
@@ -127,10 +128,11 @@ class MultiRun:
         while self.active and self.active[0].learner.update_due:
             blocks = _stack([r.learner.next_block(r.worker.normalise) for r in self.active])
             self.agents, metrics = update(self.agents, blocks)
+            # one transfer of the K seeds' scalars (the single run syncs on health/finite too)
+            host = jax.device_get(metrics)
             for i, r in enumerate(list(self.active)):
                 try:
-                    r.learner.record_update(jax.tree.map(lambda x, i=i: x[i], metrics),
-                                            r.frames)
+                    r.learner.record_update({k: v[i] for k, v in host.items()}, r.frames)
                 except RunFailed as e:
                     self._fail(r, str(e))
         t3 = time.perf_counter()
@@ -146,18 +148,18 @@ class MultiRun:
         """Run every seed to the budget (or resume and finish). Returns seed -> last eval of
         the seeds that completed here or before; failed seeds are not in it."""
         out, todo = {}, []
-        for r in self.runs:
-            st = r.store.status() if r.store is not None else None
-            if st is not None and st.completed:
-                self.echo(f"{r.store.path}: already completed, nothing to do")
-                out[r.cfg.seed] = st.last_eval
-                continue
-            if r.store is not None:
-                existing = r.store.config()
-                if existing and existing.get("run_id") != r.record["run_id"]:
-                    raise RunFailed(f"{r.store.path} holds a run with another configuration")
-                r.store.acquire()
-            todo.append(r)
+        try:
+            for r in self.runs:
+                done = r.claim()
+                if done is not None:
+                    out[r.cfg.seed] = done
+                else:
+                    todo.append(r)
+        except BaseException:  # a held or foreign run: let go of the locks already taken
+            for r in self.runs:
+                if r.store is not None:
+                    r.store.release()
+            raise
         self.active = todo
         old = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
         try:
@@ -195,16 +197,19 @@ class MultiRun:
                       for r, x in zip(self.active, loaded)]
         if not all(x is not None for x in loaded) or len({x[0] for x in loaded}) != 1:
             loaded = [None] * len(self.active)
-        self.resumed = [r.start(x) for r, x in zip(self.active, loaded)][0]
+        for r, x in zip(self.active, loaded):
+            r.start(x)
+        self.resumed = loaded[0] is not None
 
     def _run(self) -> None:
         self._resume()
         self._stack_agents()
         first = self.active[0]
+        if not self.resumed:
+            self._sync_out()
         for r in self.active:
             r.progress = r.make_progress()
             if not self.resumed:
-                self._sync_out()
                 r._evaluate()
         schedule = first.schedule()
         while self.active and self.active[0].steps < first.total_steps:

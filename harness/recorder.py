@@ -70,15 +70,16 @@ class Recorder:
             store.log(note)
             return None
 
-    def save(self, frames: int, replay, arrays: dict, meta: dict) -> None:
+    def save(self, frames: int, replay, state) -> None:
         """Append the replay data added since the last save as one segment, then the small
-        state with the list of segments it needs."""
+        state (`state() -> (arrays, meta)`, taken after the segment is committed) with the
+        list of segments it needs."""
         if self.store is None:
             return
         pending = replay.pending_segment()
         if pending is not None:
             replay.commit_segment(checkpoint.write_segment(self.store.checkpoint_dir, *pending))
-        meta["replay"] = replay.state_meta()
+        arrays, meta = state()
         checkpoint.save(self.store.checkpoint_dir, frames, arrays, meta,
                         segments=replay.segments)
 

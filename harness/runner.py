@@ -220,31 +220,39 @@ class Run:
         return self.recorder.log_row(self.frames, row)
 
     def _checkpoint(self) -> None:
-        if self.store is not None:
-            arrays, meta = self._state()
-            self.recorder.save(self.frames, self.learner.replay, arrays, meta)
+        self.recorder.save(self.frames, self.learner.replay, self._state)
 
     # -- driving -------------------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:
         self._stop = signum
 
+    def claim(self) -> dict | None:
+        """Take the run's lock, unless it is already completed: then its last evaluation
+        (nothing to do). RunFailed when the directory holds another configuration."""
+        store = self.store
+        if store is None:
+            return None
+        existing = store.config()
+        if existing and existing.get("run_id") != self.record["run_id"]:
+            raise RunFailed(f"{store.path} holds a run with another configuration "
+                            f"(run id {existing.get('run_id')} != {self.record['run_id']});"
+                            " use another exp= or remove that directory")
+        if not store.status().completed:
+            store.acquire()
+        # (re)read after taking the lock: another process may have finished it meanwhile
+        st = store.status()
+        if st.completed:
+            store.release()
+            self.echo(f"{store.path}: already completed, nothing to do")
+            return st.last_eval
+        return None
+
     def run(self) -> dict:
         """Run to the budget (or resume and finish). Returns the last evaluation."""
         store = self.store
-        if store is not None:
-            existing = store.config()
-            if existing and existing.get("run_id") != self.record["run_id"]:
-                raise RunFailed(f"{store.path} holds a run with another configuration "
-                                f"(run id {existing.get('run_id')} != {self.record['run_id']});"
-                                " use another exp= or remove that directory")
-            if not store.status().completed:
-                store.acquire()
-            # (re)read after taking the lock: another process may have finished it meanwhile
-            st = store.status()
-            if st.completed:
-                store.release()
-                self.echo(f"{store.path}: already completed, nothing to do")
-                return st.last_eval
+        done = self.claim()
+        if done is not None:
+            return done
         old_handlers = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
         try:
             return self._run()

@@ -9,21 +9,10 @@ from __future__ import annotations
 
 import warnings
 
-import jax
 import numpy as np
 
+from harness.checkpoint import flatten, unflatten
 from suites import derive_seed, make_env
-
-
-def _flat(prefix: str, tree) -> dict[str, np.ndarray]:
-    return {f"{prefix}/{jax.tree_util.keystr(k)}": np.asarray(v)
-            for k, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-
-def _unflat(prefix: str, template, arrays: dict):
-    paths, treedef = jax.tree_util.tree_flatten_with_path(template)
-    return jax.tree_util.tree_unflatten(treedef, [
-        arrays[f"{prefix}/{jax.tree_util.keystr(p)}"] for p, _ in paths])
 
 
 class EnvWorker:
@@ -99,7 +88,7 @@ class EnvWorker:
             -1, self.task.act_dim)
         for name, n in (("obs_norm", self.obs_norm), ("rew_scale", self.rew_scale)):
             if n is not None:
-                arrays.update(_flat(name, jax.tree.map(np.asarray, n.state_dict())))
+                arrays.update(flatten(name, n.state_dict()))
         meta.update({"steps": self.steps, "episode": self.env.episode,
                      "episode_return": self.episode_return, "last_return": self.last_return})
         meta.setdefault("rng", {})["warmup_rng"] = self.warmup_rng.bit_generator.state
@@ -108,7 +97,7 @@ class EnvWorker:
         for name in ("obs_norm", "rew_scale"):
             n = getattr(self, name)
             if n is not None:
-                n.load_state_dict(_unflat(name, n.state_dict(), arrays))
+                n.load_state_dict(unflatten(name, n.state_dict(), arrays))
         self.warmup_rng.bit_generator.state = meta["rng"]["warmup_rng"]
         self.steps = meta["steps"]
         self.episode_return, self.last_return = meta["episode_return"], meta["last_return"]
