@@ -24,10 +24,18 @@ seconds, both sides of the ratio are then measured under the same load.
 `matmul_peak_fraction_vs_best` (median update rate / best matmul seen) is the pessimistic bound.
 
 `python -m harness.bench multiseed [--json] [agent=simbav2] [task=cheetah-run] [frames=20000]
-[ks=1,2,4,8] [sizes=default,small] [batching=auto|map|vmap]` measures K seeds in one process (`harness.run seeds=`)
+[ks=1,2,4,8] [sizes=default,small] [batching=auto|map|vmap] [envs=auto|inline|process]` measures K
+seeds in one process (`harness.run seeds=`)
 against K single-seed processes running at the same time on this machine: total env frames/s
 and updates/s of the learning phase (from the runs' metrics rows, so start-up and compilation
-are excluded) and peak host memory (max RSS) per seed, for each K and size.
+are excluded) and peak host memory (max RSS of the launched process, which does not include
+its environment processes under `envs=process`) per seed, for each K and size.
+
+`python -m harness.bench envs [--json] [tasks=cheetah-run,Humanoid-v4,dog-stand] [ks=2,4,8]
+[steps=300]` measures stepping K environments for one agent step: one after the other in
+this process (`envs=inline`) against a pool of min(K, cores) processes (`envs=process`,
+harness/envpool.py), seconds per agent step (K env steps, random actions, resets included),
+the pool's pipe round trip, and what `envs=auto` picks from its own probe.
 
 `python -m harness.bench checkpoint [--json] [sizes=10000,100000,1000000] [every=100000]
 [dir=<a temporary folder>]` measures the replay part of a checkpoint for Humanoid-v4-sized
@@ -384,8 +392,50 @@ def _learning_rates(run_dir) -> tuple[float, float]:
     return float(b["frames"] - a["frames"]) / dt, float(b["updates"] - a["updates"]) / dt
 
 
+def bench_envs(task_names: list[str], ks: list[int], steps: int) -> dict:
+    """Seconds per agent step of K envs, in this process vs in a pool (module docstring)."""
+    from harness import envpool
+    from suites import get_task, make_env
+
+    cores = envpool.usable_cores()
+    out = {"cores": cores, "steps": steps, "tasks": {}}
+
+    def per_step(envs, task) -> float:
+        rng = np.random.default_rng(0)
+        for e in envs:
+            e.reset()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            actions = rng.uniform(-1, 1, (len(envs), task.act_dim)).astype(np.float32)
+            for e, (_, _, term, trunc, _) in zip(envs, envpool.step_all(envs, actions)):
+                if term or trunc:
+                    e.reset()
+        return (time.perf_counter() - t0) / steps
+
+    for name in task_names:
+        task = get_task(name)
+        probe = envpool.probe_step_seconds(task)
+        rows = {}
+        for k in ks:
+            inline = per_step([make_env(task, s) for s in range(k)], task)
+            with envpool.EnvPool(max(1, min(k, cores))) as pool:
+                remote = [pool.make(task, s) for s in range(k)]
+                t0 = time.perf_counter()
+                for _ in range(200):
+                    remote[0].episode
+                round_trip = (time.perf_counter() - t0) / 200
+                pooled = per_step(remote, task)
+            pick, facts = envpool.choose(task, k, "auto", cores=cores, step_s=probe)
+            best = "process" if pooled < inline else "inline"
+            rows[str(k)] = {"inline_s": inline, "process_s": pooled,
+                            "speedup": inline / pooled, "round_trip_s": round_trip,
+                            "auto": pick, "fastest": best}
+        out["tasks"][name] = {"probe_step_s": probe, "ks": rows}
+    return out
+
+
 def bench_multiseed(agent_name: str, task_name: str, frames: int, ks: list[int],
-                    sizes: list[str], batching: str = "auto") -> dict:
+                    sizes: list[str], batching: str = "auto", envs: str = "auto") -> dict:
     """K seeds per process vs K concurrent single-seed processes (module docstring)."""
     import subprocess
     import tempfile
@@ -397,7 +447,7 @@ def bench_multiseed(agent_name: str, task_name: str, frames: int, ks: list[int],
     task = get_task(task_name)
     keys = valid_keys(agent_name)
     out = {"agent": agent_name, "task": task.name, "frames": frames, "batching": batching,
-           "device": jax.devices()[0].device_kind, "cpu_count": os.cpu_count(), "sizes": {}}
+           "envs": envs, "device": jax.devices()[0].device_kind, "cpu_count": os.cpu_count(), "sizes": {}}
     with tempfile.TemporaryDirectory(prefix="simbabench-multiseed-") as tmp:
         for size in sizes:
             settings = [f"{k}={v}" for k, v in SIZES[size]["settings"].items() if k in keys]
@@ -423,7 +473,8 @@ def bench_multiseed(agent_name: str, task_name: str, frames: int, ks: list[int],
 
                 base = Path(tmp)
                 batched = f"{size}-k{k}-batched"
-                rss = wait_rss(launch(batched, [f"seeds=0-{k - 1}", f"batching={batching}"]))
+                rss = wait_rss(launch(batched, [f"seeds=0-{k - 1}", f"batching={batching}",
+                                                   f"envs={envs}"]))
                 rates = [_learning_rates(base / batched / task.name / f"seed_{s}")
                          for s in range(k)]
                 row = {"one_process": {"frames_per_s": sum(r[0] for r in rates),
@@ -450,7 +501,7 @@ def main(argv: list[str]) -> int:
     if argv and argv[0] == "multiseed":
         try:
             kv = split_kv(argv[1:])
-            check_keys(kv, {"agent", "task", "frames", "ks", "sizes", "batching"})
+            check_keys(kv, {"agent", "task", "frames", "ks", "sizes", "batching", "envs"})
             agent_name = kv.get("agent", "simbav2")
             agent_config_class(agent_name)
             ks = [int(x) for x in kv.get("ks", "1,2,4,8").split(",")]
@@ -464,10 +515,13 @@ def main(argv: list[str]) -> int:
             from harness.multirun import BATCHING
 
             batching = check_choice("batching", kv.get("batching", "auto"), BATCHING)
+            from harness.envpool import ENVS
+
+            envs = check_choice("envs", kv.get("envs", "auto"), ENVS)
         except (UsageError, ValueError) as e:
             fail(str(e))
         res = bench_multiseed(agent_name, kv.get("task", "cheetah-run"), frames, ks, sizes,
-                              batching)
+                              batching, envs)
         if as_json:
             print(json.dumps(res))
             return 0
@@ -481,6 +535,33 @@ def main(argv: list[str]) -> int:
                       f"MB/seed | {k} processes {b['frames_per_s']:8.1f} frames/s "
                       f"{b['updates_per_s']:8.1f} upd/s {b['peak_rss_bytes_per_seed'] / 1e6:6.0f}"
                       f" MB/seed | speedup {r['speedup']:.2f}x")
+        return 0
+    if argv and argv[0] == "envs":
+        try:
+            kv = split_kv(argv[1:])
+            check_keys(kv, {"tasks", "ks", "steps"})
+            from suites import get_task
+
+            tasks = kv.get("tasks", "cheetah-run,Humanoid-v4,dog-stand").split(",")
+            for t in tasks:
+                get_task(t)
+            ks = [int(x) for x in kv.get("ks", "2,4,8").split(",")]
+            steps = int(float(kv.get("steps", 300)))
+            if min(ks) < 1 or steps < 1:
+                raise UsageError("ks and steps must be positive")
+        except (UsageError, ValueError, LookupError) as e:
+            fail(str(e))
+        res = bench_envs(tasks, ks, steps)
+        if as_json:
+            print(json.dumps(res))
+            return 0
+        print(f"K envs per agent step, {res['steps']} steps, {res['cores']} usable cores")
+        for name, r in res["tasks"].items():
+            for k, row in r["ks"].items():
+                print(f"{name:18s} step {r['probe_step_s'] * 1e3:6.3f} ms  K={k:>2s}  in process "
+                      f"{row['inline_s'] * 1e3:7.3f} ms  pool {row['process_s'] * 1e3:7.3f} ms "
+                      f"({row['speedup']:.2f}x, round trip {row['round_trip_s'] * 1e6:5.1f} us)"
+                      f"  auto: {row['auto']}, fastest: {row['fastest']}")
         return 0
     if argv and argv[0] == "checkpoint":
         try:
@@ -526,7 +607,9 @@ def main(argv: list[str]) -> int:
              "[frames=20000] [size=small]\n"
              "       python -m harness.bench multiseed [--json] [agent=simbav2] "
              "[task=cheetah-run] [frames=20000] [ks=1,2,4,8] [sizes=default,small] "
-             "[batching=auto]\n"
+             "[batching=auto] [envs=auto]\n"
+             "       python -m harness.bench envs [--json] "
+             "[tasks=cheetah-run,Humanoid-v4,dog-stand] [ks=2,4,8] [steps=300]\n"
              "       python -m harness.bench checkpoint [--json] "
              "[sizes=10000,100000,1000000] [every=100000] [dir=...]")
     try:

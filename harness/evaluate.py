@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from harness.envpool import step_all
+
 
 def evaluate(envs, policy, normalize, first_episode: int) -> dict[str, float]:
     """Run one episode on each env in `envs` (episode numbers first_episode + i, so every
@@ -19,8 +21,10 @@ def evaluate(envs, policy, normalize, first_episode: int) -> dict[str, float]:
     while live.any():
         # the whole batch every time: one compiled shape, finished envs' actions are ignored
         actions = np.asarray(policy(normalize(obs)))
-        for i in np.flatnonzero(live):
-            o, r, term, trunc, info = envs[i].step(actions[i])
+        idx = np.flatnonzero(live)
+        # envs in a harness.envpool step at the same time
+        for i, (o, r, term, trunc, info) in zip(idx, step_all([envs[i] for i in idx],
+                                                              actions[idx])):
             obs[i] = o
             returns[i] += r
             if "success" in info:

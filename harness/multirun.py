@@ -14,6 +14,10 @@ accelerator, but batched matrix products sum in another order, so results differ
 single-seed run by float32 rounding, ~1e-6 after a few updates, and trajectories then drift
 apart as any two GPU runs do; the accelerator default). docs/checkpoints.md has the numbers.
 
+Environments (`envs=`): in this process, one after the other, or in a pool of environment
+processes that step them in parallel (harness/envpool.py); auto measures the task's step time
+and takes whichever is estimated faster. Results are the same either way.
+
 All seeds step in lockstep (same task, same schedule), so they evaluate, log and checkpoint at
 the same frames. A seed whose update goes non-finite fails alone (its status says why) and
 leaves the batch; the others go on. On resume every seed restarts from the newest frame that
@@ -32,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from harness import envpool
 from harness.learner import RunFailed
 from harness.runner import STOP_SIGNALS, Preempted, Run
 
@@ -41,7 +46,8 @@ BATCHING = ("auto", "map", "vmap")
 @functools.lru_cache(maxsize=None)
 def _batched(algo, mode: str):
     """(act, update) over stacked states: act(agents, obs (K, 1, O), keys (K, 2), steps (K,))
-    -> (K, 1, A); update(agents, blocks (K, k, B, ...)) -> (agents, metrics (K,))."""
+    -> (K, 1, A); update(agents, blocks (K, k, B, ...)) -> (agents, metrics (K,)), the
+    stacked state donated (updated in place, as the single-seed update does)."""
     def act_one(agent, obs, key, step):
         return algo.act(agent, obs, jax.random.fold_in(key, step))
 
@@ -54,7 +60,7 @@ def _batched(algo, mode: str):
 
         def update(agents, blocks):
             return jax.lax.map(lambda x: algo.update(*x), (agents, blocks))
-    return jax.jit(act), jax.jit(update)
+    return jax.jit(act), jax.jit(update, donate_argnums=0)
 
 
 def _stack(trees):
@@ -64,7 +70,7 @@ def _stack(trees):
 class MultiRun:
     """`runs`: one `Run` per seed, same agent, task and config (only the seed differs)."""
 
-    def __init__(self, runs: list[Run], batching: str = "auto"):
+    def __init__(self, runs: list[Run], batching: str = "auto", envs: str = "auto"):
         if not runs:
             raise ValueError("no runs")
         first = runs[0]
@@ -76,9 +82,12 @@ class MultiRun:
                                  f"only; {r.cfg.seed} differs from {first.cfg.seed}")
         if batching not in BATCHING:
             raise ValueError(f"unknown batching {batching!r}; valid: {', '.join(BATCHING)}")
+        if envs not in envpool.ENVS:
+            raise ValueError(f"unknown envs {envs!r}; valid: {', '.join(envpool.ENVS)}")
         if batching == "auto":
             batching = "map" if jax.default_backend() == "cpu" else "vmap"
-        self.runs, self.batching = list(runs), batching
+        self.runs, self.batching, self.envs = list(runs), batching, envs
+        self.pool: envpool.EnvPool | None = None
         self.echo = first.echo
         self._stop: int | None = None
 
@@ -119,14 +128,14 @@ class MultiRun:
             steps = np.asarray([r.worker.steps for r in runs], np.int32)
             actions = list(np.asarray(act(self.agents, obs, self.keys, steps))[:, 0])
         t1 = time.perf_counter()
-        for r, a in zip(runs, actions):
-            e0 = time.perf_counter()
-            transition = r.worker.step(a)
-            r.timers["env"] += time.perf_counter() - e0
-            r.learner.store_transition(transition)
+        results = envpool.step_all([r.worker.env for r in runs], actions)
+        for r, a, result in zip(runs, actions, results):
+            r.learner.store_transition(r.worker.took(a, result))
         t2 = time.perf_counter()
         while self.active and self.active[0].learner.update_due:
-            blocks = _stack([r.learner.next_block(r.worker.normalise) for r in self.active])
+            # host blocks stacked on the host: one transfer in the call, no K device ops
+            blocks = jax.tree.map(lambda *xs: np.stack(xs), *[
+                r.learner.next_block(r.worker.normalise) for r in self.active])
             self.agents, metrics = update(self.agents, blocks)
             # one transfer of the K seeds' scalars (the single run syncs on health/finite too)
             host = jax.device_get(metrics)
@@ -138,6 +147,7 @@ class MultiRun:
         t3 = time.perf_counter()
         for r in self.active:  # the batched parts' wall time, shared by the seeds
             r.timers["act"] += (t1 - t0) / len(runs)
+            r.timers["env"] += (t2 - t1) / len(runs)
             r.timers["update"] += (t3 - t2) / len(runs)
 
     # -- driving ------------------------------------------------------------------------------------
@@ -164,6 +174,7 @@ class MultiRun:
         old = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
         try:
             if todo:
+                self._start_envs()
                 self._run()
             for r in self.active:
                 out[r.cfg.seed] = r.last_eval
@@ -180,9 +191,28 @@ class MultiRun:
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
+            if self.pool is not None:
+                self.pool.close()
+                self.pool = None
             for r in self.runs:
                 if r.store is not None:
                     r.store.release()
+
+    def _start_envs(self) -> None:
+        """Where the seeds' envs live (`envs=`): in this process, or in a pool of
+        min(K, cores) processes that step them in parallel (auto measures the task's step
+        time and takes the pool where it is estimated faster: harness/envpool.py)."""
+        first = self.active[0]
+        mode, facts = envpool.choose(first.task, len(self.active), self.envs)
+        if mode == "process":
+            self.pool = envpool.EnvPool(max(1, min(len(self.active), facts["cores"])))
+            for r in self.active:
+                r.make_env = self.pool.make
+        step = f", {facts['step_s'] * 1e3:.3f} ms per env step" if "step_s" in facts else ""
+        where = (f"a pool of {len(self.pool.hosts)} processes" if self.pool is not None
+                 else "this process")
+        self.echo(f"{first.task.name}: {len(self.active)} seeds step their envs in {where}"
+                  f" (envs={self.envs}{step}, {facts['cores']} cores)")
 
     def _resume(self) -> None:
         """Every seed from the newest frame all of them have a checkpoint for (a kill between

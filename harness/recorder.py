@@ -17,8 +17,9 @@ from suites import make_env
 
 class Recorder:
     def __init__(self, store: RunDir | None, cfg, task, eval_seed: int, eval_every: int,
-                 echo):
+                 echo, make_env=make_env):
         self.store, self.cfg, self.task = store, cfg, task
+        self.make_env = make_env  # in this process, or a harness.envpool one
         self.eval_seed, self.eval_every = eval_seed, eval_every
         self.echo = echo
         self.eval_envs = None
@@ -30,7 +31,7 @@ class Recorder:
         """`eval_episodes` deterministic episodes; episode numbers follow the evaluation index,
         so every evaluation is reproducible on its own. Appends its rows to eval.csv."""
         if self.eval_envs is None:
-            self.eval_envs = [make_env(self.task, self.eval_seed)
+            self.eval_envs = [self.make_env(self.task, self.eval_seed)
                               for _ in range(self.cfg.eval_episodes)]
         index = frames // self.eval_every if self.eval_every else 0
         result = evaluate(self.eval_envs, policy, policy_obs,

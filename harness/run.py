@@ -13,7 +13,11 @@ Runs one run in the foreground: starts it, resumes it from its checkpoint, or sa
 already completed. `seeds=0-3` (a range, a list `0,3,7`, instead of seed=) runs those seeds of
 the same config in one process, acting and updating them as one batch (harness/multirun.py):
 each is an ordinary run with its own directory; `batching=auto|map|vmap` chooses how (auto:
-map, bit-exact with single-seed runs, on CPU; vmap on accelerators). Bad keys or values are rejected before anything starts (exit status 2).
+map, bit-exact with single-seed runs, on CPU; vmap on accelerators), and
+`envs=auto|inline|process` where the seeds' environments step (auto: a pool of processes
+stepping them in parallel where the task's measured step time makes it faster, else in this
+process; results are the same either way). Bad keys or values are rejected before anything
+starts (exit status 2).
 Exit status: 0 completed, 1 failed (reason in status.json), 3 stopped by a signal after
 writing a checkpoint (run the same command again to continue), 4 the run is held by another
 process (it is already running elsewhere; nothing was done).
@@ -43,7 +47,9 @@ def main(argv: list[str]) -> int:
     try:
         given = split_kv(argv)
         seeds, batching = None, given.pop("batching", "auto")
+        envs = given.pop("envs", "auto")
         if "seeds" in given:
+            from harness.envpool import ENVS
             from harness.multirun import BATCHING
             from harness.plan import parse_seeds
 
@@ -54,6 +60,8 @@ def main(argv: list[str]) -> int:
             if batching not in BATCHING:
                 raise UsageError(f"bad value {batching!r} for batching; valid: "
                                  f"{', '.join(BATCHING)}")
+            if envs not in ENVS:
+                raise UsageError(f"bad value {envs!r} for envs; valid: {', '.join(ENVS)}")
             given["seed"] = str(seeds[0])
         run_cfg, agent_cfg = build(given)
         if "task" not in given:
@@ -82,7 +90,7 @@ def main(argv: list[str]) -> int:
         if seeds is None:
             results = {run_cfg.seed: runs[0].run()}
         else:  # several seeds in one process: exit 1 when any of them failed
-            results = MultiRun(runs, batching).run()
+            results = MultiRun(runs, batching, envs).run()
     except RunFailed as e:
         print(f"error: run failed: {e}", file=sys.stderr)
         return 1

@@ -38,7 +38,7 @@ from harness.progress import Progress
 from harness.recorder import Recorder
 from harness.store import RunDir
 from harness.worker import EnvWorker
-from suites import env_seeds, get_task
+from suites import env_seeds, get_task, make_env
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
@@ -133,19 +133,21 @@ class Run:
                               run_cfg.metrics_every or 50_000 * self.repeat)
         self.spec = agent_spec(t, agent_cfg, run_cfg.frames)
         self._stop: int | None = None
+        self.make_env = make_env  # where envs live: here, or a harness.envpool (MultiRun)
 
     # -- state --------------------------------------------------------------------------------
     def _fresh(self) -> None:
         seed = self.cfg.seed
         train_seed, eval_seed = env_seeds(seed)
         obs_norm, rew_scale = contract.normalizers(self.algo, self.agent_cfg, self.spec)
-        self.worker = EnvWorker(self.task, seed, train_seed, obs_norm, rew_scale)
+        self.worker = EnvWorker(self.task, seed, train_seed, obs_norm, rew_scale,
+                                self.make_env)
         self.learner = Learner(self.algo, self.agent_cfg, self.spec, seed,
                                capacity=min(self.cfg.buffer_size, self.total_steps), k=self.k,
                                batch=self.batch, updates_per_step=self.rate * self.repeat,
                                warmup_steps=self.cfg.warmup_steps)
         self.recorder = Recorder(self.store, self.cfg, self.task, eval_seed, self.eval_every,
-                                 self.echo)
+                                 self.echo, self.make_env)
         self.wall = 0.0                         # wall seconds before this process took over
         self._since = time.perf_counter()
         self.timers = {"env": 0.0, "act": 0.0, "update": 0.0, "eval": 0.0}

@@ -21,9 +21,10 @@ class EnvWorker:
     obs: the current raw observation; steps: agent steps taken; episode_return /
     last_return: the running and the last finished episode's undiscounted return."""
 
-    def __init__(self, task, seed: int, train_seed: int, obs_norm, rew_scale):
+    def __init__(self, task, seed: int, train_seed: int, obs_norm, rew_scale,
+                 make_env=make_env):
         self.task = task
-        self.env = make_env(task, train_seed)
+        self.env = make_env(task, train_seed)  # in this process, or a harness.envpool one
         self.obs_norm, self.rew_scale = obs_norm, rew_scale
         self.warmup_rng = np.random.default_rng(derive_seed(seed, "warmup"))
         self.steps = 0
@@ -49,8 +50,13 @@ class EnvWorker:
     def step(self, action: np.ndarray) -> tuple:
         """One agent step. Returns the transition (obs, action, reward, next_obs, terminated,
         episode_end) and moves on to the next observation (a reset after an episode end)."""
+        return self.took(action, self.env.step(action))
+
+    def took(self, action: np.ndarray, result: tuple) -> tuple:
+        """`step` after the env stepped elsewhere (harness.envpool.step_all): `result` is the
+        env's (next_obs, reward, terminated, truncated, info) for `action`."""
         obs = self.obs
-        next_obs, reward, terminated, truncated, _ = self.env.step(action)
+        next_obs, reward, terminated, truncated, _ = result
         if self.rew_scale is not None:
             self.rew_scale.update(reward, terminated, truncated)
         self.steps += 1

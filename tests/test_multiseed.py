@@ -6,6 +6,7 @@ and a non-finite seed fails alone."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -56,8 +57,10 @@ def _same_as_single(root, singles, seeds=(0, 1)):
             (_dir(singles, s) / "eval.csv").read_bytes(), f"seed {s}"
 
 
-def test_seeds_in_one_process_reproduce_single_seed_runs(singles, tmp_path):
-    _run(tmp_path, "seeds=0-1")
+@pytest.mark.parametrize("envs", ["inline", "process"])
+def test_seeds_in_one_process_reproduce_single_seed_runs(singles, tmp_path, envs):
+    p = _run(tmp_path, "seeds=0-1", f"envs={envs}")
+    assert ("a pool of 2 processes" if envs == "process" else "in this process") in p.stderr
     _same_as_single(tmp_path, singles)
     for s in (0, 1):
         a, b = _dir(tmp_path, s), _dir(singles, s)
@@ -86,9 +89,11 @@ def _wait_for(d: Path, frames: int, proc, timeout=300):
 
 def test_kill_9_with_uneven_checkpoints_resumes_every_seed_exactly(singles, tmp_path):
     """Killed after seed 0 saved frame F but (as if) before seed 1 did: both resume from the
-    frame both have, and every seed ends with its uninterrupted rows."""
-    proc = subprocess.Popen(_cmd(tmp_path, "seeds=0-1"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    frame both have, and every seed ends with its uninterrupted rows. The killed process
+    stepped its envs in a pool, the resumed one in the process: checkpoints do not depend
+    on where the envs lived."""
+    proc = subprocess.Popen(_cmd(tmp_path, "seeds=0-1", "envs=process"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for(_dir(tmp_path, 1), 1600, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -97,27 +102,31 @@ def test_kill_9_with_uneven_checkpoints_resumes_every_seed_exactly(singles, tmp_
     frames = [{checkpoint.frames_of(c) for c in (_dir(tmp_path, s) / "checkpoints").glob("ckpt_*")}
               for s in (0, 1)]
     assert max(frames[0]) > max(frames[1])      # the seeds' newest checkpoints now differ
-    p = _run(tmp_path, "seeds=0-1")
+    p = _run(tmp_path, "seeds=0-1", "envs=inline")
     common = frames[0] & frames[1]
     if common:  # (a kill during seed 0's next save can leave none in common: both restart)
         assert p.stderr.count(f"resumed from ckpt_{max(common):012d}") == 2, p.stderr
     _same_as_single(tmp_path, singles)
 
 
-def test_a_signal_stops_every_seed_with_a_checkpoint(singles, tmp_path):
-    proc = subprocess.Popen(_cmd(tmp_path, "seeds=0-1", "checkpoint_every=0"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+@pytest.mark.parametrize("envs", ["inline", "process"])
+def test_a_signal_stops_every_seed_with_a_checkpoint(singles, tmp_path, envs):
+    """The signal goes to the whole process group, as SLURM sends it: environment
+    processes must stay up while the seeds checkpoint."""
+    proc = subprocess.Popen(_cmd(tmp_path, "seeds=0-1", "checkpoint_every=0", f"envs={envs}"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     ev = _dir(tmp_path, 1) / "eval.csv"
     end = time.time() + 300
     while not ev.exists() or len(ev.read_text().splitlines()) < 3:
         assert time.time() < end and proc.poll() is None
         time.sleep(0.05)
-    proc.send_signal(signal.SIGUSR2)
-    assert proc.wait(timeout=120) == 3
+    os.killpg(proc.pid, signal.SIGUSR2)
+    assert proc.wait(timeout=120) == 3, proc.stderr.read()[-2000:]
     for s in (0, 1):
         st = json.loads((_dir(tmp_path, s) / "status.json").read_text())
         assert st["state"] == "pending" and "SIGUSR2" in st["reason"]
-    _run(tmp_path, "seeds=0-1", "checkpoint_every=0")
+    _run(tmp_path, "seeds=0-1", "checkpoint_every=0", f"envs={envs}")
     _same_as_single(tmp_path, singles)
 
 
@@ -137,6 +146,8 @@ def test_seed_and_seeds_together_are_refused(tmp_path):
     assert "not both" in p.stderr and not any(tmp_path.iterdir())
     p = _run(tmp_path, "seeds=0-1", "batching=fast", code=2)
     assert "map, vmap" in p.stderr
+    p = _run(tmp_path, "seeds=0-1", "envs=threads", code=2)
+    assert "auto, inline, process" in p.stderr and not any(tmp_path.iterdir())
 
 
 def test_vmap_batching_stays_within_float32_rounding_of_single_seed_updates():
