@@ -34,8 +34,9 @@ import numpy as np
 
 ENVS = ("auto", "inline", "process")
 
-# One pipe round trip of a step (pickled action out, observation back) on a quiet machine,
-# measured with `python -m harness.bench envs` (30-60 us on Linux); the auto rule uses it.
+# What one env step through the pool costs beyond the step itself (pickling, pipes, waking
+# the host): `python -m harness.bench envs` on the 2-core machine measured a bare round trip at
+# 15-20 us and 60-100 us in use (cheetah-run, Humanoid-v4 at K = 8); the auto rule's estimate.
 ROUND_TRIP_S = 60e-6
 
 

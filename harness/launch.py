@@ -1,12 +1,14 @@
 """`python -m harness.launch suite=all agent=simbav2 [seeds=0-9] [exp=NAME] [root=runs]
-[frames=N] [backend=local|slurm] [workers=N] [seeds_per_process=K] [profile=local]
+[frames=N] [backend=local|slurm] [workers=N] [seeds_per_process=K] [batching=] [envs=]
+[profile=local]
 [partition=...] [runs_per_job=N] [dry_run=true] [only=all|failed|unfinished]
 [<run or agent setting>=v1,v2,... sweeps]`
 
 seeds_per_process=K runs K seeds of the same (agent, task, config) in one process, acting and
 updating them as one batch on the device (harness/multirun.py; each stays an ordinary run with
-its own directory). workers= counts processes; on SLURM a job holds runs_per_job runs, rounded
-to whole processes.
+its own directory); `batching=auto|map|vmap` and `envs=auto|inline|process` go to those
+processes (docs/multiseed.md). workers= counts processes; on SLURM a job holds runs_per_job
+runs, rounded to whole processes.
 
 agent= takes registered agents (simbav2, sac, simba, crossq) and import paths
 (`my_pkg.my_module:MyAgent`, docs/adding-a-baseline.md), comma-separated: a sweep over agents
@@ -236,7 +238,8 @@ def run_local(plan: Plan, echo) -> int:
                 r.store.path.mkdir(parents=True, exist_ok=True)
             # one log per process, in its first run's directory
             log = open(group[0].store.path / "worker.log", "a")
-            p = subprocess.Popen([sys.executable, "-m", "harness.run", *process_args(group)],
+            p = subprocess.Popen([sys.executable, "-m", "harness.run", *process_args(
+                group, options=plan.process_options)],
                                  stdout=log, stderr=subprocess.STDOUT, env=env)
             log.close()
             active[p] = group

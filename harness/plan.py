@@ -32,7 +32,7 @@ PROFILE_KEYS = {"partition": str, "gpus_per_job": int, "cpus_per_task": int, "me
                 "time_min": int, "account": str, "qos": str, "array_parallelism": int,
                 "runs_per_job": int, "max_array_size": int}
 LAUNCH_KEYS = {"suite", "task", "agent", "seeds", "backend", "workers", "dry_run", "only",
-               "profile", "seeds_per_process", *PROFILE_KEYS}
+               "profile", "seeds_per_process", "batching", "envs", *PROFILE_KEYS}
 PROFILE_DIR = Path(__file__).resolve().parents[1] / "slurm" / "profiles"
 MAX_RUNS = 10_000  # runs in one launch (tasks x seeds x agents x sweep points); split bigger ones
 # valid values of the numeric launch keys: the same `Valid` the run and agent settings declare
@@ -90,6 +90,7 @@ class Plan:
     profile: dict = field(default_factory=dict)
     sweep_keys: list[str] = field(default_factory=list)
     seeds_per_process: int = 1    # K: seeds of one (agent, task, config) per process
+    process_options: dict = field(default_factory=dict)  # batching=/envs= of K-seed processes
 
     def selected(self) -> list[PlannedRun]:
         """Runs this launch will start: not completed, not held elsewhere, per `only=`."""
@@ -113,14 +114,16 @@ class Plan:
         return max(1, int(self.profile.get("runs_per_job", 1) or 1) // self.seeds_per_process)
 
 
-def process_args(group: list[PlannedRun], progress: str = "none") -> list[str]:
+def process_args(group: list[PlannedRun], progress: str = "none",
+                 options: dict | None = None) -> list[str]:
     """`python -m harness.run` arguments of one process: `seed=` for one run, `seeds=` for
-    several (harness/multirun.py)."""
+    several (harness/multirun.py), with the plan's `process_options` (batching=, envs=)."""
     args = group[0].args(progress)
     if len(group) == 1:
         return args
     return [a for a in args if not a.startswith("seed=")] + [
-        "seeds=" + ",".join(str(r.run_cfg.seed) for r in group)]
+        "seeds=" + ",".join(str(r.run_cfg.seed) for r in group)] + [
+        f"{k}={v}" for k, v in (options or {}).items()]
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -274,7 +277,18 @@ def build_plan(given: dict[str, str]) -> Plan:
     k = check_launch_value("seeds_per_process",
                            parse_value("seeds_per_process", given.get("seeds_per_process", "1"),
                                        int))
-    plan = Plan(runs, backend, workers, dry_run, only, profile, sweep_keys, k)
+    options = {}
+    if {"batching", "envs"} & given.keys():
+        from harness.envpool import ENVS
+        from harness.multirun import BATCHING
+
+        if k == 1:
+            raise UsageError("batching= and envs= apply to several seeds per process "
+                             "(seeds_per_process=K with K > 1)")
+        for key, choices in (("batching", BATCHING), ("envs", ENVS)):
+            if key in given:
+                options[key] = check_choice(key, given[key], choices)
+    plan = Plan(runs, backend, workers, dry_run, only, profile, sweep_keys, k, options)
     refresh_states(plan)
     return plan
 

@@ -46,6 +46,9 @@ def main(argv: list[str]) -> int:
         return 0
     try:
         given = split_kv(argv)
+        if "seeds" not in given and ({"batching", "envs"} & given.keys()):
+            raise UsageError("batching= and envs= apply to several seeds in one process "
+                             "(seeds=0-3 instead of seed=)")
         seeds, batching = None, given.pop("batching", "auto")
         envs = given.pop("envs", "auto")
         if "seeds" in given:

@@ -123,7 +123,8 @@ def submit(plan: Plan, echo) -> list:
     for start in range(0, len(chunks), cap):
         with ex.batch():
             jobs += [ex.submit(RunJob([(str(group[0].store.path),
-                                        process_args(group, progress="lines"))
+                                        process_args(group, progress="lines",
+                                                     options=plan.process_options))
                                        for group in job]))
                      for job in jobs_procs[start:start + cap]]
     # job ids go to their own file: the job may already be running and own status.json

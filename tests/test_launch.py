@@ -275,3 +275,22 @@ def test_packing_keeps_configs_apart_and_fills_jobs_with_whole_processes(tmp_pat
                check=False)
     assert p.returncode == 2 and "seeds_per_process" in p.stderr
 
+
+def test_batching_and_envs_reach_the_k_seed_processes(tmp_path):
+    from harness.cli import UsageError
+    from harness.plan import build_plan, process_args
+
+    given = {"root": str(tmp_path), "task": "cartpole-balance", "seeds": "0-2",
+             "seeds_per_process": "2", "envs": "process", "batching": "map"}
+    plan = build_plan(given)
+    one, two = plan.processes()[0], plan.processes()[1]
+    args = process_args(one, options=plan.process_options)
+    assert "envs=process" in args and "batching=map" in args
+    # a single-seed process runs an ordinary run: nothing to choose
+    assert not any(a.startswith(("envs=", "batching=")) for a in process_args(
+        two, options=plan.process_options))
+    with pytest.raises(UsageError, match="auto, inline, process"):
+        build_plan({**given, "envs": "threads"})
+    with pytest.raises(UsageError, match="seeds_per_process=K"):
+        build_plan({**given, "seeds_per_process": "1"})
+

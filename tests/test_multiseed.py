@@ -148,6 +148,8 @@ def test_seed_and_seeds_together_are_refused(tmp_path):
     assert "map, vmap" in p.stderr
     p = _run(tmp_path, "seeds=0-1", "envs=threads", code=2)
     assert "auto, inline, process" in p.stderr and not any(tmp_path.iterdir())
+    p = _run(tmp_path, "seed=0", "envs=process", code=2)
+    assert "seeds=0-3 instead of seed=" in p.stderr and not any(tmp_path.iterdir())
 
 
 def test_vmap_batching_stays_within_float32_rounding_of_single_seed_updates():
