@@ -215,7 +215,7 @@ def bench_update(agent_name: str, sizes: list[str], seconds: float) -> dict:
     out: dict = {"agent": agent_name, "matmul_gflops": peak,
                  "device": jax.devices()[0].device_kind,
                  "cpu_count": os.cpu_count(), "jax": jax.__version__,
-                 "machine": platform.machine(), "fused_k": FUSED_K}
+                 "machine": platform.machine(), "fused_k": FUSED_K, "sizes": list(sizes)}
     for name in sizes:
         res = {}
         for prefix, episodic in (("", False), ("cdq_", True)):
@@ -471,23 +471,21 @@ def bench_multiseed(agent_name: str, task_name: str, frames: int, ks: list[int],
                         raise RuntimeError(f"a benchmark run failed (wait status {code})")
                     return usage.ru_maxrss * 1024.0  # KB on Linux
 
-                base = Path(tmp)
+                def totals(exp: str, rss_per_seed: float) -> dict:
+                    rates = [_learning_rates(Path(tmp) / exp / task.name / f"seed_{s}")
+                             for s in range(k)]
+                    return {"frames_per_s": sum(r[0] for r in rates),
+                            "updates_per_s": sum(r[1] for r in rates),
+                            "peak_rss_bytes_per_seed": rss_per_seed}
+
                 batched = f"{size}-k{k}-batched"
                 rss = wait_rss(launch(batched, [f"seeds=0-{k - 1}", f"batching={batching}",
                                                    f"envs={envs}"]))
-                rates = [_learning_rates(base / batched / task.name / f"seed_{s}")
-                         for s in range(k)]
-                row = {"one_process": {"frames_per_s": sum(r[0] for r in rates),
-                                       "updates_per_s": sum(r[1] for r in rates),
-                                       "peak_rss_bytes_per_seed": rss / k}}
+                row = {"one_process": totals(batched, rss / k)}
                 separate = f"{size}-k{k}-separate"
                 procs = [launch(separate, [f"seed={s}"]) for s in range(k)]
-                rss = [wait_rss(p) for p in procs]
-                rates = [_learning_rates(base / separate / task.name / f"seed_{s}")
-                         for s in range(k)]
-                row["k_processes"] = {"frames_per_s": sum(r[0] for r in rates),
-                                      "updates_per_s": sum(r[1] for r in rates),
-                                      "peak_rss_bytes_per_seed": float(np.mean(rss))}
+                row["k_processes"] = totals(separate, float(np.mean([wait_rss(p)
+                                                                     for p in procs])))
                 row["speedup"] = (row["one_process"]["frames_per_s"]
                                   / row["k_processes"]["frames_per_s"])
                 res[str(k)] = row
@@ -495,142 +493,99 @@ def bench_multiseed(agent_name: str, task_name: str, frames: int, ks: list[int],
     return out
 
 
-def main(argv: list[str]) -> int:
-    as_json = "--json" in argv
-    argv = [a for a in argv if a != "--json"]
-    if argv and argv[0] == "multiseed":
-        try:
-            kv = split_kv(argv[1:])
-            check_keys(kv, {"agent", "task", "frames", "ks", "sizes", "batching", "envs"})
-            agent_name = kv.get("agent", "simbav2")
-            agent_config_class(agent_name)
-            ks = [int(x) for x in kv.get("ks", "1,2,4,8").split(",")]
-            sizes = kv.get("sizes", "default,small").split(",")
-            for s in sizes:
-                if s not in SIZES:
-                    raise UsageError(f"unknown size {s!r}; valid: {', '.join(SIZES)}")
-            frames = int(float(kv.get("frames", 20000)))
-            if min(ks) < 1 or frames < 1:
-                raise UsageError("ks and frames must be positive")
-            from harness.multirun import BATCHING
+def _sizes(key: str, text: str) -> list[str]:
+    """A comma list of agent sizes, each checked."""
+    return [check_choice(key, x, SIZES) for x in text.split(",")]
 
-            batching = check_choice("batching", kv.get("batching", "auto"), BATCHING)
-            from harness.envpool import ENVS
 
-            envs = check_choice("envs", kv.get("envs", "auto"), ENVS)
-        except (UsageError, ValueError) as e:
-            fail(str(e))
-        res = bench_multiseed(agent_name, kv.get("task", "cheetah-run"), frames, ks, sizes,
-                              batching, envs)
-        if as_json:
-            print(json.dumps(res))
-            return 0
-        print(f"{agent_name} on {res['task']}, {frames} frames per seed, {res['device']} "
-              f"({res['cpu_count']} CPUs): K seeds in one process vs K processes")
-        for size, rows in res["sizes"].items():
-            for k, r in rows.items():
-                a, b = r["one_process"], r["k_processes"]
-                print(f"{size:8s} K={k:>2s}  one process {a['frames_per_s']:8.1f} frames/s "
-                      f"{a['updates_per_s']:8.1f} upd/s {a['peak_rss_bytes_per_seed'] / 1e6:6.0f} "
-                      f"MB/seed | {k} processes {b['frames_per_s']:8.1f} frames/s "
-                      f"{b['updates_per_s']:8.1f} upd/s {b['peak_rss_bytes_per_seed'] / 1e6:6.0f}"
-                      f" MB/seed | speedup {r['speedup']:.2f}x")
-        return 0
-    if argv and argv[0] == "envs":
-        try:
-            kv = split_kv(argv[1:])
-            check_keys(kv, {"tasks", "ks", "steps"})
-            from suites import get_task
+def _positive(key: str, text: str, cast=int) -> list:
+    """A comma list of positive numbers (1e6 and 1_000_000 accepted for counts)."""
+    values = [cast(float(x)) if cast is int else cast(x) for x in text.split(",")]
+    if min(values) <= 0:
+        raise UsageError(f"{key} must be positive")
+    return values
 
-            tasks = kv.get("tasks", "cheetah-run,Humanoid-v4,dog-stand").split(",")
-            for t in tasks:
-                get_task(t)
-            ks = [int(x) for x in kv.get("ks", "2,4,8").split(",")]
-            steps = int(float(kv.get("steps", 300)))
-            if min(ks) < 1 or steps < 1:
-                raise UsageError("ks and steps must be positive")
-        except (UsageError, ValueError, LookupError) as e:
-            fail(str(e))
-        res = bench_envs(tasks, ks, steps)
-        if as_json:
-            print(json.dumps(res))
-            return 0
-        print(f"K envs per agent step, {res['steps']} steps, {res['cores']} usable cores")
-        for name, r in res["tasks"].items():
-            for k, row in r["ks"].items():
-                print(f"{name:18s} step {r['probe_step_s'] * 1e3:6.3f} ms  K={k:>2s}  in process "
-                      f"{row['inline_s'] * 1e3:7.3f} ms  pool {row['process_s'] * 1e3:7.3f} ms "
-                      f"({row['speedup']:.2f}x, round trip {row['round_trip_s'] * 1e6:5.1f} us)"
-                      f"  auto: {row['auto']}, fastest: {row['fastest']}")
-        return 0
-    if argv and argv[0] == "checkpoint":
-        try:
-            kv = split_kv(argv[1:])
-            check_keys(kv, {"sizes", "every", "dir"})
-            sizes = [int(float(x)) for x in kv.get("sizes", "10000,100000,1000000").split(",")]
-            every = int(float(kv.get("every", 100_000)))
-            if min(sizes) < 1 or every < 1:
-                raise UsageError("sizes and every must be positive transition counts")
-        except (UsageError, ValueError) as e:
-            fail(str(e))
-        res = bench_checkpoint(sizes, every, kv.get("dir"))
-        if as_json:
-            print(json.dumps(res))
-            return 0
-        print(f"replay checkpoint, Humanoid-v4 transitions, {every} new per save, in {res['dir']}")
-        for n, r in res["sizes"].items():
-            b, a = r["before"], r["after"]
-            print(f"{int(n):>9,d} transitions  save {b['save_s']:7.2f} s {b['save_bytes'] / 1e6:8.0f} MB"
-                  f" -> {a['save_s']:6.2f} s {a['save_bytes'] / 1e6:7.0f} MB   resume "
-                  f"{b['resume_s']:6.2f} s -> {a['resume_s']:6.2f} s   host "
-                  f"{b['host_bytes'] / 1e6:7.0f} MB -> {a['host_bytes'] / 1e6:7.0f} MB")
-        return 0
-    if argv and argv[0] == "loop":
-        try:
-            kv = split_kv(argv[1:])
-            check_keys(kv, {"agent", "task", "frames", "size"})
-            size = kv.get("size", "small")
-            if size not in SIZES:
-                raise UsageError(f"unknown size {size!r}; valid: {', '.join(SIZES)}")
-            agent_name = kv.get("agent", "simbav2")
-            agent_config_class(agent_name)
-            res = bench_loop(agent_name, kv.get("task", "cheetah-run"),
-                             int(kv.get("frames", 20000)), size)
-        except (UsageError, ValueError) as e:
-            fail(str(e))
-        print(json.dumps(res) if as_json else json.dumps(res, indent=1))
-        return 0
-    if not argv or argv[0] != "update":
-        fail("usage: python -m harness.bench update [--json] [agent=simbav2] "
-             "[sizes=default,small] [seconds=20]\n"
-             "       python -m harness.bench loop [--json] [agent=simbav2] [task=cheetah-run] "
-             "[frames=20000] [size=small]\n"
-             "       python -m harness.bench multiseed [--json] [agent=simbav2] "
-             "[task=cheetah-run] [frames=20000] [ks=1,2,4,8] [sizes=default,small] "
-             "[batching=auto] [envs=auto]\n"
-             "       python -m harness.bench envs [--json] "
-             "[tasks=cheetah-run,Humanoid-v4,dog-stand] [ks=2,4,8] [steps=300]\n"
-             "       python -m harness.bench checkpoint [--json] "
-             "[sizes=10000,100000,1000000] [every=100000] [dir=...]")
-    try:
-        kv = split_kv(argv[1:])
-        check_keys(kv, {"agent", "sizes", "seconds"})
-        agent_name = kv.get("agent", "simbav2")
-        agent_config_class(agent_name)
-        sizes = kv.get("sizes", "default,small").split(",")
-        for s in sizes:
-            if s not in SIZES:
-                raise UsageError(f"unknown size {s!r}; valid: {', '.join(SIZES)}")
-        seconds = float(kv.get("seconds", 20))
-    except (UsageError, ValueError) as e:
-        fail(str(e))
-    res = bench_update(agent_name, sizes, seconds)
-    if as_json:
-        print(json.dumps(res))
-        return 0
-    print(f"{agent_name}: matmul ceiling {res['matmul_gflops']:.0f} GFLOP/s on {res['device']} "
+
+def _parse_multiseed(kv: dict) -> dict:
+    from harness.envpool import ENVS
+    from harness.multirun import BATCHING
+
+    agent_config_class(kv.get("agent", "simbav2"))
+    return {"agent_name": kv.get("agent", "simbav2"), "task_name": kv.get("task", "cheetah-run"),
+            "frames": _positive("frames", kv.get("frames", "20000"))[0],
+            "ks": _positive("ks", kv.get("ks", "1,2,4,8")),
+            "sizes": _sizes("sizes", kv.get("sizes", "default,small")),
+            "batching": check_choice("batching", kv.get("batching", "auto"), BATCHING),
+            "envs": check_choice("envs", kv.get("envs", "auto"), ENVS)}
+
+
+def _show_multiseed(res: dict) -> None:
+    print(f"{res['agent']} on {res['task']}, {res['frames']} frames per seed, {res['device']} "
+          f"({res['cpu_count']} CPUs): K seeds in one process vs K processes")
+    for size, rows in res["sizes"].items():
+        for k, r in rows.items():
+            a, b = r["one_process"], r["k_processes"]
+            print(f"{size:8s} K={k:>2s}  one process {a['frames_per_s']:8.1f} frames/s "
+                  f"{a['updates_per_s']:8.1f} upd/s {a['peak_rss_bytes_per_seed'] / 1e6:6.0f} "
+                  f"MB/seed | {k} processes {b['frames_per_s']:8.1f} frames/s "
+                  f"{b['updates_per_s']:8.1f} upd/s {b['peak_rss_bytes_per_seed'] / 1e6:6.0f}"
+                  f" MB/seed | speedup {r['speedup']:.2f}x")
+
+
+def _parse_envs(kv: dict) -> dict:
+    from suites import get_task
+
+    tasks = kv.get("tasks", "cheetah-run,Humanoid-v4,dog-stand").split(",")
+    for t in tasks:
+        get_task(t)
+    return {"task_names": tasks, "ks": _positive("ks", kv.get("ks", "2,4,8")),
+            "steps": _positive("steps", kv.get("steps", "300"))[0]}
+
+
+def _show_envs(res: dict) -> None:
+    print(f"K envs per agent step, {res['steps']} steps, {res['cores']} usable cores")
+    for name, r in res["tasks"].items():
+        for k, row in r["ks"].items():
+            print(f"{name:18s} step {r['probe_step_s'] * 1e3:6.3f} ms  K={k:>2s}  in process "
+                  f"{row['inline_s'] * 1e3:7.3f} ms  pool {row['process_s'] * 1e3:7.3f} ms "
+                  f"({row['speedup']:.2f}x, round trip {row['round_trip_s'] * 1e6:5.1f} us)"
+                  f"  auto: {row['auto']}, fastest: {row['fastest']}")
+
+
+def _parse_checkpoint(kv: dict) -> dict:
+    return {"sizes": _positive("sizes", kv.get("sizes", "10000,100000,1000000")),
+            "every": _positive("every", kv.get("every", "100000"))[0], "root": kv.get("dir")}
+
+
+def _show_checkpoint(res: dict) -> None:
+    print(f"replay checkpoint, Humanoid-v4 transitions, {res['every']} new per save, "
+          f"in {res['dir']}")
+    for n, r in res["sizes"].items():
+        b, a = r["before"], r["after"]
+        print(f"{int(n):>9,d} transitions  save {b['save_s']:7.2f} s {b['save_bytes'] / 1e6:8.0f} MB"
+              f" -> {a['save_s']:6.2f} s {a['save_bytes'] / 1e6:7.0f} MB   resume "
+              f"{b['resume_s']:6.2f} s -> {a['resume_s']:6.2f} s   host "
+              f"{b['host_bytes'] / 1e6:7.0f} MB -> {a['host_bytes'] / 1e6:7.0f} MB")
+
+
+def _parse_loop(kv: dict) -> dict:
+    agent_config_class(kv.get("agent", "simbav2"))
+    return {"agent_name": kv.get("agent", "simbav2"), "task_name": kv.get("task", "cheetah-run"),
+            "frames": _positive("frames", kv.get("frames", "20000"))[0],
+            "size": _sizes("size", kv.get("size", "small"))[0]}
+
+
+def _parse_update(kv: dict) -> dict:
+    agent_config_class(kv.get("agent", "simbav2"))
+    return {"agent_name": kv.get("agent", "simbav2"),
+            "sizes": _sizes("sizes", kv.get("sizes", "default,small")),
+            "seconds": _positive("seconds", kv.get("seconds", "20"), float)[0]}
+
+
+def _show_update(res: dict) -> None:
+    print(f"{res['agent']}: matmul ceiling {res['matmul_gflops']:.0f} GFLOP/s on {res['device']} "
           f"({res['cpu_count']} CPUs), jax {res['jax']}")
-    for s in sizes:
+    for s in res["sizes"]:
         r = res[s]
         for p in ("", "cdq_"):
             label = "one critic" if r[p + "critic_heads"] == 1 else f"{r[p + 'critic_heads']} critics"
@@ -638,6 +593,43 @@ def main(argv: list[str]) -> int:
                   f"{r[p + 'updates_per_s_per_call']:8.1f}/s  speedup "
                   f"{r[p + 'fused_speedup']:.2f}x  {r[p + 'flops_per_update'] / 1e9:6.2f} GFLOP/"
                   f"update  {r[p + 'matmul_peak_fraction']:.2f} of matmul peak")
+
+
+# name -> (keys with their defaults as shown in the usage, parse(kv) -> kwargs, benchmark,
+# text report); --json prints the benchmark's dict instead of the report
+COMMANDS = {
+    "update": ("[agent=simbav2] [sizes=default,small] [seconds=20]", _parse_update,
+               bench_update, _show_update),
+    "loop": ("[agent=simbav2] [task=cheetah-run] [frames=20000] [size=small]", _parse_loop,
+             bench_loop, lambda res: print(json.dumps(res, indent=1))),
+    "multiseed": ("[agent=simbav2] [task=cheetah-run] [frames=20000] [ks=1,2,4,8] "
+                  "[sizes=default,small] [batching=auto] [envs=auto]", _parse_multiseed,
+                  bench_multiseed, _show_multiseed),
+    "envs": ("[tasks=cheetah-run,Humanoid-v4,dog-stand] [ks=2,4,8] [steps=300]", _parse_envs,
+             bench_envs, _show_envs),
+    "checkpoint": ("[sizes=10000,100000,1000000] [every=100000] [dir=...]", _parse_checkpoint,
+                   bench_checkpoint, _show_checkpoint),
+}
+
+
+def main(argv: list[str]) -> int:
+    as_json = "--json" in argv
+    argv = [a for a in argv if a != "--json"]
+    if not argv or argv[0] not in COMMANDS:
+        fail("usage: " + "\n       ".join(f"python -m harness.bench {name} [--json] {keys}"
+                                          for name, (keys, *_) in COMMANDS.items()))
+    keys, parse, bench, show = COMMANDS[argv[0]]
+    try:
+        kv = split_kv(argv[1:])
+        check_keys(kv, {k.strip("[").split("=")[0] for k in keys.split()})
+        kwargs = parse(kv)
+    except (UsageError, ValueError, LookupError) as e:
+        fail(str(e))
+    res = bench(**kwargs)
+    if as_json:
+        print(json.dumps(res))
+    else:
+        show(res)
     return 0
 
 

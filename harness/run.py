@@ -30,7 +30,7 @@ import sys
 
 os.environ.setdefault("MUJOCO_GL", "disable")
 
-from harness.cli import UsageError, fail, split_kv  # noqa: E402
+from harness.cli import UsageError, check_choice, fail, split_kv  # noqa: E402
 from harness.config import build  # noqa: E402
 
 
@@ -60,11 +60,8 @@ def main(argv: list[str]) -> int:
                 raise UsageError("give seed= (one run) or seeds= (several in one process), "
                                  "not both")
             seeds = parse_seeds(given.pop("seeds"))
-            if batching not in BATCHING:
-                raise UsageError(f"bad value {batching!r} for batching; valid: "
-                                 f"{', '.join(BATCHING)}")
-            if envs not in ENVS:
-                raise UsageError(f"bad value {envs!r} for envs; valid: {', '.join(ENVS)}")
+            check_choice("batching", batching, BATCHING)
+            check_choice("envs", envs, ENVS)
             given["seed"] = str(seeds[0])
         run_cfg, agent_cfg = build(given)
         if "task" not in given:
